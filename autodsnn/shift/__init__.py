@@ -1,0 +1,23 @@
+"""`autodsnn.shift`: deep shift layers, conversion, freezing/export, spatial shift and cost.
+
+    from autodsnn.shift import ShiftConfig, convert, freeze, export, cost
+    report = convert(model, ShiftConfig(mode="ps", weight_bits=5, shift_depth="all"))
+    print(report)
+"""
+from .config import ShiftConfig
+from .convert import (ConversionReport, convert, convertible_layers, export, export_codes, freeze,
+                      load_codes, load_exported, shift_layers)
+from .cost import ENERGY_45NM, Cost, EnergyTable, cost
+from .layers import (WEIGHT_MODES, DenseWeight, FrozenWeight, InputQuantizer, PSWeight, QWeight,
+                     ShiftConv2d, ShiftLinear, WeightQuantizer, is_shift_layer, register_weight_mode)
+from .quant import CodeSet, FixedPoint, ShiftConfigError, quantize_fixed_point, quantize_pow2
+from .spatial import ConvShiftConv, SpatialShift, shift_offsets
+
+__all__ = [
+    "ShiftConfig", "ShiftConfigError", "CodeSet", "FixedPoint", "convert", "convertible_layers",
+    "ConversionReport", "freeze", "export", "export_codes", "load_codes", "load_exported", "shift_layers",
+    "cost", "Cost", "EnergyTable", "ENERGY_45NM", "ShiftLinear", "ShiftConv2d", "WeightQuantizer",
+    "QWeight", "PSWeight", "DenseWeight", "FrozenWeight", "InputQuantizer", "WEIGHT_MODES",
+    "register_weight_mode", "is_shift_layer", "SpatialShift", "ConvShiftConv", "shift_offsets",
+    "quantize_fixed_point", "quantize_pow2",
+]

