@@ -121,8 +121,7 @@ def _float_layer_cost(name: str, module: nn.Module, inp: torch.Tensor, out: torc
     own = sum(p.numel() for p in module.parameters(recurse=False))
     row = LayerCost(name, type(module).__name__, params=own, bits=32 * own)
     if isinstance(module, (nn.Conv2d, nn.Linear)):
-        channels = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-        row.macs = _positions(out, channels) * module.weight[0].numel()
+        row.macs = out.numel() * module.weight[0].numel()  # every output element: one MAC per fan-in weight
         row.adds = out.numel() if module.bias is not None else 0
         row.energy_pj = row.macs * (table.fp32_mul + table.fp32_add) + row.adds * table.fp32_add
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -162,7 +161,10 @@ def cost(model: nn.Module, input_shape: Sequence[int], *, table: EnergyTable = E
             seen.add(id(module))
         return record
 
-    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules() if _is_leaf(m)]
+    # A shift layer counts as one leaf: its quantizer submodules hold training-time latents.
+    inside_shift = {id(sub) for m in model.modules() if is_shift_layer(m) for sub in m.modules() if sub is not m}
+    leaves = [(n, m) for n, m in model.named_modules() if _is_leaf(m) and id(m) not in inside_shift]
+    handles = [m.register_forward_hook(hook(n)) for n, m in leaves]
     was_training = model.training
     try:
         model.eval()
@@ -174,8 +176,8 @@ def cost(model: nn.Module, input_shape: Sequence[int], *, table: EnergyTable = E
         model.train(was_training)
 
     # Parameters the forward never reached (e.g. auxiliary heads) still occupy the model.
-    for name, module in model.named_modules():
-        if _is_leaf(module) and id(module) not in seen:
+    for name, module in leaves:
+        if id(module) not in seen:
             if is_shift_layer(module):
                 n_w = module.sign_and_shift()[0].numel()
                 n_b = 0 if module.bias is None else module.bias.numel()

@@ -271,6 +271,17 @@ class FixedPoint:
 _FUSED_MAX_BITS = 30
 
 
+def _representable(bound: int, dtype: torch.dtype, up: bool) -> float:
+    """The float of ``dtype`` nearest to the integer ``bound`` that stays inside the range (wide
+    formats have bounds like 2^32 - 1 that float32 cannot hold)."""
+    t = torch.tensor(float(bound), dtype=torch.float64).to(dtype)
+    if up and float(t) < bound:
+        t = torch.nextafter(t, torch.tensor(float("inf"), dtype=dtype))
+    if not up and float(t) > bound:
+        t = torch.nextafter(t, torch.tensor(float("-inf"), dtype=dtype))
+    return float(t)
+
+
 class _FixedPointSTE(torch.autograd.Function):
     """Wide formats: round/saturate with a clipped straight-through gradient."""
 
@@ -278,7 +289,7 @@ class _FixedPointSTE(torch.autograd.Function):
     def forward(ctx, x, fmt: FixedPoint):  # type: ignore[override]
         scale = 2.0 ** fmt.frac_bits
         q = torch.round(x * scale)
-        lo, hi = float(fmt.qmin), float(fmt.qmax)
+        lo, hi = _representable(fmt.qmin, x.dtype, up=True), _representable(fmt.qmax, x.dtype, up=False)
         ctx.save_for_backward((q >= lo) & (q <= hi))
         return q.clamp(lo, hi) / scale
 
@@ -289,7 +300,8 @@ class _FixedPointSTE(torch.autograd.Function):
 
 
 def quantize_fixed_point(x: torch.Tensor, fmt: FixedPoint) -> torch.Tensor:
-    """Round ``x`` to the fixed-point grid (nearest, ties to even) and saturate; clipped STE."""
+    """Round ``x`` to the fixed-point grid (nearest, ties to even) and saturate; clipped STE.
+    Formats wider than the float's mantissa are exact only where the values fit in it."""
     if fmt.int_bits + fmt.frac_bits <= _FUSED_MAX_BITS and x.dtype == torch.float32:
         return torch.fake_quantize_per_tensor_affine(x, 2.0 ** -fmt.frac_bits, 0, fmt.qmin, fmt.qmax)
     return _FixedPointSTE.apply(x, fmt)

@@ -1,0 +1,165 @@
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from autodsnn.shift import (ShiftConfig, ShiftConfigError, ShiftConv2d, ShiftLinear, convert, convertible_layers,
+                            export, export_codes, freeze, load_codes, load_exported, shift_layers)
+
+
+class Net(nn.Module):
+    """Registration order differs from forward order on purpose."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(8, 3)
+        self.body = nn.Conv2d(4, 8, 3, padding=1)
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return self.head(self.pool(torch.relu(self.body(torch.relu(self.stem(x))))).flatten(1))
+
+
+def test_forward_order_and_shift_depth():
+    x = torch.randn(1, 3, 8, 8)
+    assert convertible_layers(Net()) == ["head", "body", "stem"]
+    assert convertible_layers(Net(), x) == ["stem", "body", "head"]
+    net = Net()
+    report = convert(net, ShiftConfig(shift_depth=2), example_inputs=x)
+    assert report.names == ["stem", "body"] and report.order == "forward"
+    assert isinstance(net.stem, ShiftConv2d) and isinstance(net.body, ShiftConv2d)
+    assert type(net.head) is nn.Linear
+    assert ("head", "beyond shift_depth=2") in report.kept_float
+    assert "converted 2 of 3" in str(report)
+
+
+def test_patterns_types_and_filter():
+    net = Net()
+    r = convert(net, ShiftConfig(layer_types=("linear",)))
+    assert r.names == ["head"] and isinstance(net.head, ShiftLinear)
+    net = Net()
+    r = convert(net, ShiftConfig(exclude=("stem",)))
+    assert sorted(r.names) == ["body", "head"]
+    net = Net()
+    r = convert(net, ShiftConfig(include=("b*",)))
+    assert r.names == ["body"]
+    net = Net()
+    r = convert(net, ShiftConfig(), filter_fn=lambda m, name: m.weight.shape[0] != 3)
+    assert sorted(r.names) == ["body", "stem"]
+    assert ("head", "filter_fn") in r.kept_float
+
+
+def test_already_converted_layers_are_not_converted_twice():
+    net = Net()
+    convert(net, ShiftConfig())
+    assert len(convert(net, ShiftConfig())) == 0
+
+
+def test_shared_module_replaced_everywhere():
+    shared = nn.Linear(4, 4)
+    net = nn.Sequential(shared, nn.ReLU(), shared)
+    convert(net, ShiftConfig())
+    assert isinstance(net[0], ShiftLinear) and net[0] is net[2]
+
+
+def test_pretrained_weights_kept():
+    net = Net()
+    with torch.no_grad():
+        net.stem.weight.copy_(torch.sign(net.stem.weight) * 0.25)
+    ref = net.stem.weight.clone()
+    convert(net, ShiftConfig(mode="q"))
+    assert torch.equal(net.stem.weight_quant.weight, ref)  # Q starts from the float weights
+    for mode in ("ps", "dense"):
+        net = Net()
+        with torch.no_grad():
+            net.stem.weight.copy_(torch.sign(net.stem.weight) * 0.25)
+        ref = net.stem.weight.clone()
+        convert(net, ShiftConfig(mode=mode))
+        net.eval()
+        assert torch.equal(net.stem.quantized_weight(), ref)
+
+
+def test_errors_are_one_clear_line():
+    with pytest.raises(ShiftConfigError, match="weight_bits=12 is impossible"):
+        ShiftConfig(weight_bits=12)
+    with pytest.raises(ShiftConfigError, match="unknown shift mode 'x'"):
+        ShiftConfig(mode="x")
+    with pytest.raises(ShiftConfigError, match="shift_depth"):
+        ShiftConfig(shift_depth=-1)
+    with pytest.raises(ShiftConfigError, match="act_int_bits and act_frac_bits"):
+        ShiftConfig(act_int_bits=3)
+    with pytest.raises(ShiftConfigError, match="rounding"):
+        ShiftConfig(rounding="up")
+    net = nn.Sequential(nn.ConvTranspose2d(3, 3, 3), nn.Conv2d(3, 3, 3))
+    with pytest.raises(ShiftConfigError, match="ConvTranspose2d, which has no shift version"):
+        convert(net, ShiftConfig(include=("0",)))
+    with pytest.raises(ShiftConfigError, match="needs a torch.nn.Module"):
+        convert("resnet", ShiftConfig())
+    with pytest.raises(ShiftConfigError) as info:
+        ShiftConfig(weight_bits=1)
+    assert "\n" not in str(info.value)
+
+
+def test_config_roundtrip_and_version():
+    cfg = ShiftConfig(mode="PS", weight_bits=3, shift_max="auto", act_int_bits=4, act_frac_bits=6,
+                      include=["layer*"], rounding="Stochastic")
+    assert cfg.mode == "ps" and cfg.include == ("layer*",)
+    assert ShiftConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ShiftConfigError, match="unknown ShiftConfig field 'bits'"):
+        ShiftConfig.from_dict({"bits": 4})
+    with pytest.raises(ShiftConfigError, match="newer"):
+        ShiftConfig.from_dict({"version": 99})
+
+
+# vgg16 (138 M parameters) takes ~10 s per mode on 2 cores: one mode is enough for its layer mix.
+@pytest.mark.parametrize("name,size,mode", [(n, s, m) for n, s in [("resnet18", 64), ("mobilenet_v2", 64), ("googlenet", 64)]
+                                            for m in ("q", "ps", "dense")] + [("vgg16", 32, "ps")])
+def test_torchvision_models_convert_forward_backward(name, size, mode):
+    kw = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+    model = torchvision.models.get_model(name, weights=None, num_classes=10, **kw)
+    n = len(convertible_layers(model))
+    report = convert(model, ShiftConfig(mode=mode, weight_bits=4, act_int_bits=6, act_frac_bits=8))
+    assert len(report) == n > 0
+    x = torch.randn(2, 3, size, size)
+    out = model(x)
+    out.sum().backward()
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("mode", ["q", "ps", "dense"])
+@pytest.mark.parametrize("act", [None, (3, 5)])
+def test_freeze_equals_eval_and_export_roundtrips(mode, act, tmp_path):
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    cfg = ShiftConfig(mode=mode, weight_bits=4, shift_max="auto",
+                      act_int_bits=act and act[0], act_frac_bits=act and act[1])
+    convert(model, cfg)
+    x = torch.randn(2, 3, 40, 40)
+    model.train()
+    model(x)  # one training forward: BN statistics and the latent projection move
+    model.eval()
+    expected = model(x)
+    codes_before = export_codes(model)
+    freeze(model)
+    assert torch.equal(model(x), expected)
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "weight_quant" in n)
+    path = export(model, tmp_path / "codes.pt")
+    data = load_exported(path)
+    for name, entry in data["layers"].items():
+        assert torch.equal(entry["codes"], codes_before["layers"][name]["codes"])
+    # A fresh float model of the same architecture gets the same shift layers from the export.
+    fresh = torchvision.models.resnet18(num_classes=10)
+    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "weight_quant" not in k}, strict=False)
+    load_codes(fresh, path)
+    fresh.eval()
+    assert len(shift_layers(fresh)) == len(shift_layers(model))
+    assert torch.equal(fresh(x), expected)
+
+
+def test_load_exported_rejects_other_files(tmp_path):
+    torch.save({"hello": 1}, tmp_path / "x.pt")
+    with pytest.raises(ShiftConfigError, match="not an autodsnn shift-code export"):
+        load_exported(tmp_path / "x.pt")

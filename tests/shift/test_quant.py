@@ -1,0 +1,161 @@
+import math
+
+import pytest
+import torch
+
+from autodsnn.shift.quant import (CodeSet, FixedPoint, ShiftConfigError, dense_weight, ps_weight,
+                                  quantize_fixed_point, quantize_pow2, round_pow2_ste)
+
+ALL_BITS = range(2, 9)
+
+
+@pytest.mark.parametrize("mode", ["q", "ps", "dense"])
+@pytest.mark.parametrize("bits", ALL_BITS)
+def test_code_set_sizes(mode, bits):
+    codes = CodeSet(mode, bits, shift_max=1)
+    assert codes.has_zero == (mode != "dense")
+    # every code of the b-bit word is used exactly once (q/ps: zero takes one magnitude code)
+    assert codes.num_levels == (2 ** bits - 1 if codes.has_zero else 2 ** bits)
+    assert codes.shift_max == 1
+    assert codes.shift_max - codes.shift_min + 1 == codes.num_shifts
+    assert len(codes.levels()) == codes.num_levels
+
+
+def test_deepshift_default_range():
+    # DeepShift's 5-bit range: shifts -14..0 and zero.
+    c = CodeSet("q", 5)
+    assert (c.shift_min, c.shift_max, c.has_zero) == (-14, 0, True)
+    assert CodeSet("dense", 3).levels().tolist() == [-1, -0.5, -0.25, -0.125, 0.125, 0.25, 0.5, 1]
+
+
+@pytest.mark.parametrize("bits", [1, 9, 0, 3.5, True])
+def test_impossible_bits_rejected(bits):
+    with pytest.raises(ShiftConfigError, match="weight_bits"):
+        CodeSet("q", bits)
+
+
+@pytest.mark.parametrize("mode", ["q", "ps", "dense"])
+@pytest.mark.parametrize("bits", ALL_BITS)
+def test_encode_decode_roundtrip(mode, bits):
+    codes = CodeSet(mode, bits, shift_max=2)
+    w = torch.randn(500) * 3
+    sign, exp = quantize_pow2(w, codes)
+    packed = codes.encode(sign, exp)
+    assert packed.dtype == torch.uint8 and int(packed.max()) < 2 ** bits
+    s2, e2 = codes.decode(packed)
+    assert torch.equal(s2.float() * torch.exp2(e2.float()), sign * torch.exp2(exp))
+
+
+@pytest.mark.parametrize("mode", ["q", "dense"])
+@pytest.mark.parametrize("bits", ALL_BITS)
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_quantized_values_are_in_code_set(mode, bits, stochastic):
+    codes = CodeSet(mode, bits, shift_max=1)
+    w = torch.cat([torch.randn(2000) * 10.0 ** torch.empty(2000).uniform_(-6, 1), torch.zeros(3)])
+    sign, exp = quantize_pow2(w, codes, stochastic=stochastic)
+    wq = sign * torch.exp2(exp)
+    allowed = set(codes.levels().tolist())
+    assert set(wq.tolist()) <= allowed
+    if not codes.has_zero:
+        assert (wq != 0).all()
+
+
+def test_deterministic_rounding_is_nearest_in_log_domain():
+    codes = CodeSet("q", 8, shift_max=4)
+    w = torch.tensor([1.0, 1.40, 1.42, 3.0, 0.3, -5.0, -0.7])
+    sign, exp = quantize_pow2(w, codes)
+    assert (sign * torch.exp2(exp)).tolist() == [1.0, 1.0, 2.0, 4.0, 0.25, -4.0, -0.5]
+
+
+def test_saturation_and_flush_to_zero():
+    codes = CodeSet("q", 3, shift_max=0)  # levels 0, +-1, +-0.5, +-0.25
+    w = torch.tensor([100.0, -100.0, 0.2, 0.17, 0.1, 0.0])
+    sign, exp = quantize_pow2(w, codes)
+    assert (sign * torch.exp2(exp)).tolist() == [1.0, -1.0, 0.25, 0.0, 0.0, 0.0]
+    dense = CodeSet("dense", 3, shift_max=0)
+    sign, exp = quantize_pow2(w, dense)
+    assert (sign * torch.exp2(exp)).tolist() == [1.0, -1.0, 0.25, 0.125, 0.125, 0.125]
+
+
+def test_stochastic_rounding_is_unbiased():
+    torch.manual_seed(0)
+    codes = CodeSet("q", 6, shift_max=2)
+    w = torch.full((200_000,), 0.3)  # between 0.25 and 0.5
+    sign, exp = quantize_pow2(w, codes, stochastic=True)
+    values = (sign * torch.exp2(exp)).unique().tolist()
+    assert values == [0.25, 0.5]
+    assert abs(float((sign * torch.exp2(exp)).mean()) - 0.3) < 2e-3
+
+
+def test_q_gradient_is_straight_through_float64():
+    codes = CodeSet("q", 5)
+    w = torch.randn(64, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(64, dtype=torch.float64)
+    (round_pow2_ste(w, codes) * g).sum().backward()
+    assert torch.equal(w.grad, g)
+
+
+def test_ps_gradients_match_deepshift_formulas_float64():
+    codes = CodeSet("ps", 5)
+    p = torch.empty(300, dtype=torch.float64).uniform_(-10, 0).requires_grad_()
+    s = torch.empty(300, dtype=torch.float64).uniform_(-1, 1).requires_grad_()
+    w = ps_weight(p, s, codes)
+    g = torch.randn_like(w)
+    (w * g).sum().backward()
+    rounded_p = torch.floor(p.detach() + 0.5)
+    assert torch.allclose(p.grad, g * w.detach() * math.log(2.0), rtol=0, atol=1e-12)
+    assert torch.allclose(s.grad, g * torch.exp2(rounded_p), rtol=0, atol=1e-12)
+    # The same gradients from autograd through a smooth surrogate that equals W at this point:
+    p2, s2 = p.detach().clone().requires_grad_(), s.detach().clone().requires_grad_()
+    sign = torch.floor(s.detach() + 0.5)
+    surrogate = (sign + (s2 - s2.detach())) * torch.exp2(rounded_p + (p2 - p2.detach())) * torch.where(sign == 0, 0.0, 1.0).double()
+    surrogate = surrogate + (s2 - s2.detach()) * torch.exp2(rounded_p) * (sign == 0)
+    (surrogate * g).sum().backward()
+    assert torch.allclose(p2.grad, p.grad, atol=1e-12) and torch.allclose(s2.grad, s.grad, atol=1e-12)
+
+
+def test_dense_gradients_float64():
+    codes = CodeSet("dense", 4)
+    s = torch.tensor([-2.0, -0.5, 0.3, 1.5], dtype=torch.float64, requires_grad=True)
+    m = torch.tensor([0.3, 0.1, 0.02, 0.6], dtype=torch.float64, requires_grad=True)
+    w = dense_weight(s, m, codes)
+    assert w.tolist() == [-0.25, -0.125, 2 ** -6, 0.5]
+    g = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    (w * g).sum().backward()
+    assert s.grad.tolist() == [0.0, 2 * 0.125, 3 * 2 ** -6, 0.0]  # clipped outside |s| <= 1
+    assert m.grad.tolist() == [-1.0, -2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("fmt", [FixedPoint(3, 5, True), FixedPoint(2, 4, False), FixedPoint(16, 16, True),
+                                 FixedPoint(20, 20, True)])
+def test_fixed_point_grid_range_and_rounding(fmt):
+    x = torch.randn(10_000) * 2 ** (fmt.int_bits + 1)
+    q = quantize_fixed_point(x, fmt)
+    k = q * 2 ** fmt.frac_bits
+    assert torch.equal(k, torch.round(k))
+    assert float(k.min()) >= fmt.qmin and float(k.max()) <= fmt.qmax
+    inside = (x * 2 ** fmt.frac_bits >= fmt.qmin) & (x * 2 ** fmt.frac_bits <= fmt.qmax)
+    assert (q[inside] - x[inside]).abs().max() <= 2 ** -fmt.frac_bits / 2 + 1e-6 * 2 ** fmt.int_bits
+
+
+def test_fixed_point_ties_to_even_on_both_paths():
+    x = torch.tensor([0.5, 1.5, 2.5, -0.5, -1.5]) / 4  # exact ties on a 2-fraction-bit grid
+    narrow = quantize_fixed_point(x, FixedPoint(4, 2))
+    wide = quantize_fixed_point(x.double(), FixedPoint(4, 2))  # float64 takes the generic path
+    assert narrow.tolist() == [0.0, 0.5, 0.5, -0.0, -0.5]
+    assert torch.equal(narrow.double(), wide)
+
+
+def test_fixed_point_gradient_is_clipped_ste():
+    fmt = FixedPoint(1, 2, signed=False)  # range [0, 1.75]
+    for dtype in (torch.float32, torch.float64):
+        x = torch.tensor([-1.0, 0.3, 1.0, 5.0], dtype=dtype, requires_grad=True)
+        quantize_fixed_point(x, fmt).sum().backward()
+        assert x.grad.tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_bad_activation_format():
+    with pytest.raises(ShiftConfigError, match="0 magnitude bits"):
+        FixedPoint(0, 0)
+    with pytest.raises(ShiftConfigError, match="int_bits"):
+        FixedPoint(-1, 3)
