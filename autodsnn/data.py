@@ -382,7 +382,9 @@ def _normalize(x_u8: torch.Tensor, scale: float, info: DatasetInfo) -> torch.Ten
     return x_u8.to(torch.float32).div_(scale).sub_(mean).div_(std).contiguous()
 
 
-def _finish(raw: dict[str, torch.Tensor], scale: float, info: DatasetInfo) -> dict[str, torch.Tensor]:
+def _finish(
+    raw: dict[str, torch.Tensor], scale: float, info: DatasetInfo
+) -> dict[str, torch.Tensor]:
     return {
         "train_x": _normalize(raw["train_x"], scale, info),
         "train_y": raw["train_y"].to(torch.int64),
@@ -470,8 +472,11 @@ def _locate_or_download(
     try:
         _download(name, root)
     except Exception as exc:  # no network, proxy, disk full...: one clear line instead
-        raise _not_found(name, candidates, f"download into {root} failed: {_one_line(exc)}") from exc
-    for d in _idx_candidate_dirs(name, root) if name in _TORCHVISION_FOLDER else _cifar_candidate_dirs(name, root):
+        note = f"download into {root} failed: {_one_line(exc)}"
+        raise _not_found(name, candidates, note) from exc
+    after = (_idx_candidate_dirs(name, root) if name in _TORCHVISION_FOLDER
+             else _cifar_candidate_dirs(name, root))
+    for d in after:
         files = probe(d)
         if files is not None:
             return d, files
@@ -481,7 +486,9 @@ def _locate_or_download(
 # --------------------------------------------------------------------------- loaders
 
 
-def _load_files(name: str, data_dir: Path | None, download: bool) -> tuple[dict[str, torch.Tensor], str]:
+def _load_files(
+    name: str, data_dir: Path | None, download: bool
+) -> tuple[dict[str, torch.Tensor], str]:
     directory, files = _locate_or_download(name, data_dir, download)
     if name in _TORCHVISION_FOLDER:
         paths = list(files.values())
@@ -784,7 +791,9 @@ class TensorLoader:
         self.drop_last = drop_last
 
     @classmethod
-    def from_dataset(cls, dataset: TensorDataset, batch_size: int, **kwargs: Any) -> "TensorLoader":
+    def from_dataset(
+        cls, dataset: TensorDataset, batch_size: int, **kwargs: Any
+    ) -> "TensorLoader":
         x, y = dataset.tensors[:2]
         return cls(x, y, batch_size, **kwargs)
 

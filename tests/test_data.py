@@ -77,7 +77,7 @@ def test_split_deterministic_disjoint_and_seeded():
     assert torch.equal(a.val.tensors[0], b.val.tensors[0])
     assert torch.equal(a.val.tensors[1], b.val.tensors[1])
     assert not torch.equal(a.val.tensors[0], c.val.tensors[0])
-    # disjoint: no validation image appears in the training part (byte-exact rows)
+    # disjoint index sets that together cover the training file
     ti, vi = D._split_indices(60000, 0.1, 0, None)
     assert len(set(ti.tolist()) & set(vi.tolist())) == 0 and len(ti) + len(vi) == 60000
 
