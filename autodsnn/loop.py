@@ -23,6 +23,7 @@ class EpochStats:
     accuracy: float
     samples: int
     seconds: float
+    batches: int = 0
 
 
 @dataclass
@@ -47,7 +48,7 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
     start = time.perf_counter()
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    seen = 0
+    seen = batches_done = 0
     for i, (x, y) in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
@@ -66,12 +67,13 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
         total_loss += value.double() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
+        batches_done += 1
         if on_batch is not None:
             on_batch(i, float(value))
     mean = float(total_loss) / max(seen, 1)
     if seen and not math.isfinite(mean):
         raise DivergedError(f"training loss became {mean}")
-    return EpochStats(mean, float(correct) / max(seen, 1), seen, time.perf_counter() - start)
+    return EpochStats(mean, float(correct) / max(seen, 1), seen, time.perf_counter() - start, batches_done)
 
 
 @torch.no_grad()

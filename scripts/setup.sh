@@ -10,7 +10,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtualenv $VENV"
   "$PY" -m venv "$VENV"
 fi
-pip_q() { "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@"; }
+# pip -q still warns about each local index folder that lacks a package: keep those out.
+pip_q() {
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 
 # The package itself (editable) with pinned torch/torchvision; skip when already importable and
 # pyproject.toml has not changed since the last successful install.

@@ -1,0 +1,220 @@
+"""`autodsnn` command line: a thin layer over the library.
+
+    autodsnn train --dataset mnist --model mnist-conv --shift-type ps --weight-bits 5 --epochs 10 \\
+                   --optimizer radam --lr 0.01
+    autodsnn cost --model resnet20 --shift-type ps --weight-bits 4
+    autodsnn models 'resnet*'      autodsnn datasets
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+def _depth(value: str) -> int | str:
+    if value.lower() in ("all", "1000"):  # DeepShift users write 1000 for "all layers"
+        return "all"
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shift depth must be an integer or 'all', got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"shift depth must be >= 0, got {n}")
+    return n
+
+
+def _shift_max(value: str) -> int | str:
+    return "auto" if value == "auto" else int(value)
+
+
+def _add_dsnn_flags(p: argparse.ArgumentParser) -> None:
+    """The flags DeepShift users know, with their short forms."""
+    g = p.add_argument_group("shift network (DeepShift flags)")
+    g.add_argument("--shift-type", "-st", default="ps", type=str.lower, choices=["none", "q", "ps", "dense"],
+                   help="q = DeepShift-Q, ps = DeepShift-PS, dense = DenseShift (zero-free), none = float")
+    g.add_argument("--shift-depth", "-sd", default="all", type=_depth,
+                   help="convert the first N convertible layers counted from the input, or 'all' (default)")
+    g.add_argument("--weight-bits", "-wb", default=5, type=int, help="bits per weight code, 2..8 (default 5)")
+    g.add_argument("--shift-max", default=0, type=_shift_max,
+                   help="largest weight exponent (0: |w|<=1; >0 allows left shifts) or 'auto' per layer")
+    g.add_argument("--activation-bits", "-ab", nargs=2, type=int, metavar=("INT", "FRAC"), default=None,
+                   help="fixed-point activations: integer and fraction bits (default: float activations)")
+    g.add_argument("--unsigned-activations", action="store_true", help="fixed-point activations without a sign bit")
+    g.add_argument("--rounding", "-r", default="deterministic", choices=["deterministic", "stochastic"])
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one DSNN configuration and measure its energy",
+                       description="Train one DSNN configuration for a number of epochs, evaluate it on the "
+                                   "validation split, measure energy with CodeCarbon, and write a run folder.")
+    p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, cifar100, imagenet, digits, synthetic")
+    p.add_argument("--data-dir", default=None, help="where the data set's files are (default: offline copies, then download)")
+    p.add_argument("--model", default="mnist-conv", help="a name from `autodsnn models`")
+    p.add_argument("--weights", default=None, help="start from this float checkpoint (ours)")
+    p.add_argument("--pretrained", action="store_true", help="torchvision's pretrained weights (needs a network)")
+    _add_dsnn_flags(p)
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", default=1.0, type=float, help="budget in epochs; fractions allowed (default 1)")
+    g.add_argument("--optimizer", "--opt", default="radam", type=str.lower)
+    g.add_argument("--lr", default=0.01, type=float)
+    g.add_argument("--momentum", default=0.0, type=float)
+    g.add_argument("--weight-decay", "--wd", default=0.0, type=float)
+    g.add_argument("--batch-size", "-b", default=64, type=int)
+    g.add_argument("--schedule", default="constant", choices=["constant", "cosine", "step"])
+    g.add_argument("--lr-step", default=0, type=int, help="step schedule: decay every N epochs")
+    g.add_argument("--lr-gamma", default=0.1, type=float)
+    g.add_argument("--val-fraction", default=0.1, type=float)
+    g.add_argument("--train-subset", default=None, type=float, help="fraction of the training split to use")
+    g.add_argument("--seed", default=0, type=int)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--resume-from", default=None, help="continue from a lower-budget checkpoint of this configuration")
+    p.add_argument("--out", default=None, help="run folder (default runs/train-<model>-<type>-<time>)")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import HParams, Task, result_summary, train_trial
+
+    act = args.activation_bits
+    try:
+        hp = HParams(shift_type=args.shift_type, shift_depth=args.shift_depth, weight_bits=args.weight_bits,
+                     shift_max=args.shift_max, act_int_bits=act[0] if act else None,
+                     act_frac_bits=act[1] if act else None, act_signed=not args.unsigned_activations,
+                     rounding=args.rounding, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                     weight_decay=args.weight_decay, batch_size=args.batch_size, schedule=args.schedule,
+                     lr_step=args.lr_step, lr_gamma=args.lr_gamma)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    _check_names(args.dataset, args.model)
+    task = Task(dataset=args.dataset, model=args.model, data_dir=args.data_dir, val_fraction=args.val_fraction,
+                train_subset=args.train_subset, weights=args.weights, pretrained=args.pretrained, device=args.device)
+    out = Path(args.out or f"runs/train-{args.model}-{args.shift_type}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"training {args.model} on {args.dataset}: shift type {args.shift_type}, {args.epochs:g} epoch(s) -> {out}",
+          flush=True)
+    result = train_trial(hp, args.epochs, task=task, seed=args.seed, checkpoint_path=out / "checkpoint.pt",
+                         resume_from=args.resume_from, export_path=out / "shift_codes.pt")
+    (out / "metrics.json").write_text(json.dumps({"task": task.to_dict(), **result.to_dict()}, indent=2, default=str))
+    if result.history:
+        with open(out / "metrics.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(result.history[0]))
+            writer.writeheader()
+            writer.writerows(result.history)
+    print(result_summary(result))
+    if result.ok:
+        a = result.analytic
+        print(f"analytic inference cost per image: {a['energy_pj_per_sample'] / 1e6:.3f} uJ, model size "
+              f"{a['model_bits'] / 8e6:.3f} MB; {result.converted_layers} layers converted")
+    print(f"wrote {out}/metrics.json")
+    return 0 if result.ok else 1
+
+
+def _check_names(dataset: str, model: str) -> None:
+    from . import data, models
+
+    try:
+        data.normalize_name(dataset)
+        models.model_info(model) if not model.startswith("tv-") else None
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _add_cost_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cost", help="analytic inference cost (params, ops, bits, energy) of a model design")
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--num-classes", default=10, type=int)
+    p.add_argument("--input-size", nargs="+", type=int, default=None, help="C H W (default: the model's)")
+    p.add_argument("--batch", default=1, type=int)
+    _add_dsnn_flags(p)
+    p.add_argument("--layers", action="store_true", help="print one row per layer")
+    p.set_defaults(func=_cmd_cost)
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    from . import models
+    from .shift import ShiftConfig, ShiftConfigError, convert, cost
+
+    try:
+        info = models.model_info(args.model)
+        shape = tuple(args.input_size) if args.input_size else info.input_size
+        model = models.create_model(args.model, num_classes=args.num_classes, input_size=shape)
+        if args.shift_type != "none":
+            act = args.activation_bits
+            cfg = ShiftConfig(mode=args.shift_type, weight_bits=args.weight_bits, shift_max=args.shift_max,
+                              shift_depth=args.shift_depth, act_int_bits=act[0] if act else None,
+                              act_frac_bits=act[1] if act else None, act_signed=not args.unsigned_activations)
+            report = convert(model, cfg)
+            print(report)
+        c = cost(model, (args.batch, *shape))
+    except (ValueError, ShiftConfigError) as exc:
+        raise CLIError(str(exc)) from None
+    if args.layers:
+        for r in c.layers:
+            print(f"  {r.name:<28} {r.kind:<14} params {r.params:>9,}  MACs {r.macs:>12,}  shifts {r.shifts:>12,}  "
+                  f"{r.energy_pj / 1e6:8.3f} uJ")
+    print(c)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    for name in models.list_models(args.pattern, include_torchvision=not args.no_torchvision):
+        print(name)
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from . import data
+
+    for name in data.list_datasets():
+        info = data.dataset_info(name)
+        where = data.find_local(name)
+        print(f"{name:<14} {'x'.join(map(str, info.input_shape)):<10} {info.num_classes:>5} classes  "
+              f"{'local: ' + str(where) if where else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="autodsnn", description="Design, train and optimize deep shift neural networks.")
+    parser.add_argument("--version", action="version", version=f"autodsnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train_parser(sub)
+    _add_cost_parser(sub)
+    p = sub.add_parser("models", help="list model names")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--no-torchvision", action="store_true")
+    p.set_defaults(func=_cmd_models)
+    p = sub.add_parser("datasets", help="list data sets and where their files are")
+    p.set_defaults(func=_cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"autodsnn {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+import time
+
+import pytest
+import torch
+
+from autodsnn.optim import OPTIMIZERS, Lookahead, build_optimizer, param_groups
+from autodsnn.shift import ShiftConfig, convert
+from autodsnn.train import HParams, Task, load_checkpoint, train_trial
+
+SMALL = Task(dataset="mnist", model="mnist-fc", train_subset=0.1, val_fraction=0.05)
+
+
+def test_short_real_training_learns_and_measures_energy(tmp_path):
+    result = train_trial({"shift_type": "ps", "optimizer": "adam", "lr": 0.003, "weight_bits": 5}, 1.0, task=SMALL,
+                         checkpoint_path=tmp_path / "c.pt", export_path=tmp_path / "codes.pt")
+    assert result.ok, result.reason
+    assert result.val_error < 0.3  # chance is 0.9
+    assert result.converted_layers == 3
+    assert result.energy_kwh > 0 and result.emissions_kg > 0
+    assert result.inference_energy_kwh > 0 and result.inference_samples == 3000
+    assert result.energy["measured"]["ram"] is False  # CodeCarbon models RAM power: estimated
+    assert "cpu" in result.energy["measured"]
+    assert result.analytic["shifts"] > 0 and result.analytic["macs"] == 0
+    assert result.epochs_done == 1.0 and (tmp_path / "c.pt").exists() and (tmp_path / "codes.pt").exists()
+
+
+def test_divergence_is_a_failed_result_with_reason():
+    result = train_trial({"shift_type": "none", "optimizer": "sgd", "lr": 1e12}, 0.2, task=SMALL)
+    assert result.status == "failed" and result.reason.startswith("diverged")
+    assert result.val_error is None
+
+
+def test_bad_configuration_and_errors_do_not_raise():
+    assert "unknown optimizer" in train_trial({"optimizer": "sgdx"}, 1, task=SMALL).reason
+    assert "unknown hyperparameter 'lrr'" in train_trial({"lrr": 0.1}, 1, task=SMALL).reason
+    r = train_trial({}, 0.1, task=Task(dataset="cifar10", data_dir="/nonexistent", model="resnet20"))
+    assert r.status == "failed" and "DatasetNotFoundError" in r.reason
+
+
+def test_momentum_only_for_sgd_like():
+    with pytest.raises(ValueError, match="momentum"):
+        HParams(optimizer="adam", momentum=0.9)
+    HParams(optimizer="sgd", momentum=0.9)
+
+
+def test_resume_from_checkpoint_equals_training_through(tmp_path):
+    hp = {"shift_type": "q", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "schedule": "cosine"}
+    task = Task(dataset="mnist", model="mnist-fc", train_subset=0.05, val_fraction=0.05, schedule_epochs=2.0,
+                measure_inference=False)
+    through = train_trial(hp, 2.0, task=task, checkpoint_path=tmp_path / "through.pt")
+    half = train_trial(hp, 1.5, task=task, checkpoint_path=tmp_path / "half.pt")
+    assert half.epochs_done == 1.5
+    resumed = train_trial(hp, 2.0, task=task, resume_from=tmp_path / "half.pt", checkpoint_path=tmp_path / "r.pt")
+    assert resumed.resumed_from_epochs == 1.5 and resumed.epochs_done == 2.0
+    a, b = load_checkpoint(tmp_path / "through.pt")["model"], load_checkpoint(tmp_path / "r.pt")["model"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert resumed.val_error == pytest.approx(through.val_error)
+    other = train_trial({**hp, "lr": 0.01}, 2.0, task=task, resume_from=tmp_path / "half.pt")
+    assert other.status == "failed" and "another configuration" in other.reason
+
+
+def test_deadline_cuts_trial_short_with_partial_metrics():
+    task = Task(dataset="mnist", model="mnist-conv", val_fraction=0.05, measure_inference=False)
+    result = train_trial({"shift_type": "q"}, 5.0, task=task, deadline=time.time() + 3)
+    assert result.status == "cut_short" and "deadline" in result.reason
+    assert 0 < result.epochs_done < 5 and result.val_error is not None and result.energy_kwh > 0
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_steps(name):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    convert(model, ShiftConfig(mode="ps", shift_depth=1))
+    opt = build_optimizer(name, model, lr=0.1, momentum=0.9 if name in ("sgd", "rmsprop") else 0.0, weight_decay=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(7):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    if name == "ranger":
+        assert isinstance(opt, Lookahead)
+
+
+def test_shift_latents_get_no_weight_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    convert(model, ShiftConfig(mode="ps", shift_depth=1))
+    groups = {g["name"]: g for g in param_groups(model, weight_decay=0.1)}
+    no_decay = {id(p) for p in groups["shift_latents_norms_biases"]["params"]}
+    assert id(model[0].weight_quant.shift) in no_decay and id(model[0].weight_quant.sign) in no_decay
+    assert groups["weights"]["weight_decay"] == 0.1 and id(model[1].weight) not in no_decay
