@@ -10,7 +10,10 @@ and reproduced figures (../shared/anchors.md) and writes benchmarks/results/mnis
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -46,7 +49,7 @@ def run(model_name: str, shift_type: str, epochs: int, batch: int, seed: int) ->
         history.append({"epoch": epoch + 1, "train_loss": stats.loss, "test_accuracy": acc, "seconds": stats.seconds})
         print(f"  {model_name} {shift_type} epoch {epoch + 1}: loss {stats.loss:.4f} test acc {acc:.2f}% "
               f"({stats.seconds:.1f} s)", flush=True)
-    return {"model": model_name, "type": shift_type, "test_accuracy": history[-1]["test_accuracy"],
+    return {"model": model_name, "type": shift_type, "seed": seed, "test_accuracy": history[-1]["test_accuracy"],
             "seconds": time.perf_counter() - start, "history": history}
 
 
@@ -54,19 +57,29 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--models", nargs="+", default=["mnist-fc", "mnist-conv"])
     ap.add_argument("--types", nargs="+", default=["float", "q", "ps"])
+    ap.add_argument("--merge", nargs="*", default=[], help="earlier result JSONs (other seeds) to include")
+    ap.add_argument("--name", default="mnist_deepshift", help="result file name in benchmarks/results/")
     args = ap.parse_args()
-    results = [run(m, t, args.epochs, args.batch, args.seed) for m in args.models for t in args.types]
+    results = [run(m, t, args.epochs, args.batch, seed) for seed in args.seeds for m in args.models for t in args.types]
+    for path in args.merge:
+        earlier = json.loads(Path(path).read_text())
+        results += [dict(r, seed=earlier["args"].get("seed", r.get("seed"))) if "seed" not in r else r
+                    for r in earlier["results"]]
     rows = []
-    for r in results:
-        pub, measured = DEEPSHIFT[(r["model"], r["type"])]
-        rows.append([r["model"], r["type"], f"{r['test_accuracy']:.2f}", f"{pub:.2f}", f"{measured:.2f}",
-                     f"{r['test_accuracy'] - measured:+.2f}", f"{r['seconds']:.0f}"])
-    print(f"\nMNIST test accuracy (%), {args.epochs} epochs, batch {args.batch}, seed {args.seed}")
-    print(table(["model", "type", "autodsnn", "DeepShift published", "DeepShift measured", "vs measured", "train s"], rows))
-    print(f"wrote {write_json('mnist_deepshift', {'args': vars(args), 'results': results})}")
+    for m in args.models:
+        for t in args.types:
+            accs = [r["test_accuracy"] for r in results if r["model"] == m and r["type"] == t]
+            pub, measured = DEEPSHIFT[(m, t)]
+            mean = statistics.mean(accs)
+            spread = f"{min(accs):.2f}-{max(accs):.2f}" if len(accs) > 1 else "-"
+            rows.append([m, t, f"{mean:.2f}", spread, len(accs), f"{pub:.2f}", f"{measured:.2f}", f"{mean - measured:+.2f}"])
+    print(f"\nMNIST test accuracy (%), final epoch, {args.epochs} epochs, batch {args.batch}")
+    print(table(["model", "type", "autodsnn mean", "min-max", "seeds", "DeepShift published", "DeepShift measured",
+                 "mean vs measured"], rows))
+    print(f"wrote {write_json(args.name, {'args': vars(args), 'results': results})}")
 
 
 if __name__ == "__main__":

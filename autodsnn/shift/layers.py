@@ -193,7 +193,7 @@ class FrozenWeight(WeightQuantizer):
                self.dtype_ref.dtype)
         if self._cache is None or self._cache[0] != key:
             dtype = self.dtype_ref.dtype
-            self._cache = (key, self.sign.to(dtype) * pow2(self.shift, dtype))
+            self._cache = (key, self.sign.to(dtype) * pow2(self.shift, dtype, (self.codes.shift_min, self.codes.shift_max)))
         return self._cache[1]
 
     def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202

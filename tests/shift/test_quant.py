@@ -159,3 +159,22 @@ def test_bad_activation_format():
         FixedPoint(0, 0)
     with pytest.raises(ShiftConfigError, match="int_bits"):
         FixedPoint(-1, 3)
+
+
+@pytest.mark.parametrize("mode", ["q", "ps", "dense"])
+@pytest.mark.parametrize("bits,shift_max", [(2, 0), (3, 0), (5, 0), (5, 3), (8, 0), (8, 60), (8, -10), (7, -60)])
+def test_float32_bit_path_equals_generic_rounding(mode, bits, shift_max):
+    from autodsnn.shift.quant import round_pow2_values
+    codes = CodeSet(mode, bits, shift_max)
+    mags = torch.exp2(torch.empty(20_000, dtype=torch.float64).uniform_(-140, 110))
+    w64 = mags * (torch.randint(0, 2, (20_000,)) * 2 - 1)
+    # exact powers of two, values next to the sqrt(2) thresholds, zeros, infinities, subnormals
+    edges = torch.tensor([0.0, -0.0, 1.0, 2 ** -126, 2 ** -140, 1.4142134, 1.4142137, -0.70710677, -0.7071068,
+                          float("inf"), -float("inf"), 3e38], dtype=torch.float64)
+    w = torch.cat([w64, edges]).float()
+    fast = round_pow2_values(w, codes)
+    sign, exp = quantize_pow2(w.double(), codes)
+    generic = (sign * torch.exp2(exp)).float()
+    if _f32 := (-125 <= codes.shift_min and codes.shift_max <= 127):
+        assert torch.equal(fast, generic), (mode, bits, shift_max)
+    assert torch.equal(fast, generic) or not _f32
