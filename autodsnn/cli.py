@@ -186,14 +186,90 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("optimize", help="multi-fidelity multi-objective search for DSNN designs (SMAC + Dask)",
+                       description="Search DSNN designs with SMAC (Hyperband + ParEGO) on Dask workers. With no "
+                                   "arguments, runs the embedded default experiment (experiments/default.yaml).")
+    p.add_argument("--experiment", default=None, help="experiment YAML (default: experiments/default.yaml)")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--space", default=None, help="search space: dsnn, small, or a YAML path")
+    p.add_argument("--objectives", default=None, help="comma-separated: error,energy,emissions,inference_energy,"
+                                                         "analytic_energy,model_bits (two or three)")
+    p.add_argument("--budget", default=None, help="wall clock for the whole run: 90s, 30m, 48h")
+    p.add_argument("--trials", default=None, type=int, help="stop after this many trials")
+    p.add_argument("--trial-timeout", default=None, help="cap one trial: e.g. 10m")
+    p.add_argument("--min-budget", default=None, type=float, help="lowest fidelity in epochs")
+    p.add_argument("--max-budget", default=None, type=float, help="highest fidelity in epochs")
+    p.add_argument("--eta", default=None, type=int)
+    p.add_argument("--train-subset", default=None, type=float)
+    p.add_argument("--workers", default=None, type=int, help="local Dask worker processes (default 2)")
+    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, tcp://host:port")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", default=None, type=int)
+    p.add_argument("--run-dir", default=None, help="where the run is stored (default runs/<name>-<time>)")
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this directory")
+    p.set_defaults(func=_cmd_optimize)
+
+
+def _cmd_optimize(args: argparse.Namespace) -> int:
+    from .experiment import Experiment, ExperimentError
+    from .optimize import OptimizeError, optimize
+    from .space import SpaceError
+    from .store import Run, StoreError
+
+    overrides = {"dataset": args.dataset, "data_dir": args.data_dir, "model": args.model, "space": args.space,
+                 "objectives": args.objectives, "budget": args.budget, "trials": args.trials,
+                 "trial_timeout": args.trial_timeout, "min_budget": args.min_budget, "max_budget": args.max_budget,
+                 "eta": args.eta, "train_subset": args.train_subset, "workers": args.workers,
+                 "scheduler": args.scheduler, "device": args.device, "seed": args.seed}
+    try:
+        if args.resume:
+            with Run.open(args.resume) as run:
+                saved = run.experiment
+            experiment = Experiment.from_dict({**saved, **{k: v for k, v in overrides.items() if v is not None}})
+            run_dir = Path(args.resume)
+        else:
+            experiment = Experiment.from_file(args.experiment or "default", **overrides)
+            run_dir = Path(args.run_dir or f"runs/{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        summary = optimize(experiment, run_dir, resume=bool(args.resume))
+    except (ExperimentError, SpaceError, StoreError, OptimizeError, ValueError) as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    print(summary.describe(experiment.objectives))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .experiment import Experiment
+    from .optimize import summarize
+    from .store import Run, StoreError
+
+    try:
+        with Run.open(args.run) as run:
+            exp = Experiment.from_dict(run.experiment)
+            summary = summarize(run, exp.objectives)
+            left = (exp.budget - summary.elapsed) if exp.budget else None
+    except StoreError as exc:
+        raise CLIError(str(exc)) from None
+    print(summary.describe(exp.objectives))
+    if left is not None:
+        print(f"wall clock: {summary.elapsed:.0f}s used of {exp.budget:.0f}s ({max(left, 0):.0f}s left)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="autodsnn", description="Design, train and optimize deep shift neural networks.")
     parser.add_argument("--version", action="version", version=f"autodsnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_optimize_parser(sub)
     _add_train_parser(sub)
     _add_cost_parser(sub)
+    p = sub.add_parser("status", help="progress and current Pareto front of a run (works while it runs)")
+    p.add_argument("run")
+    p.set_defaults(func=_cmd_status)
     p = sub.add_parser("models", help="list model names")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--no-torchvision", action="store_true")

@@ -141,6 +141,7 @@ class TrialResult:
     train_loss: float | None = None
     wall_time: float = 0.0
     energy_kwh: float = 0.0
+    energy_kwh_total: float = 0.0       # including the checkpoint this trial continued from
     emissions_kg: float = 0.0
     energy: dict[str, Any] = field(default_factory=dict)
     inference_energy_kwh: float | None = None
@@ -258,6 +259,7 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
         result.status, result.reason = "failed", f"budget must be positive, got {budget}"
         return result
     meter = EnergyMeter(**({"country": task.country} if task.country else {}))
+    prior_energy = 0.0
     try:
         device = resolve_device(task.device)
         result.device = str(device)
@@ -290,6 +292,7 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             epochs_done = result.resumed_from_epochs = float(ckpt["epochs_done"])
+            prior_energy = float(ckpt.get("energy_kwh_total", 0.0))
             torch.set_rng_state(ckpt["rng_cpu"])
             if ckpt.get("rng_cuda") and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
@@ -326,7 +329,9 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
         if stopped:
             result.status, result.reason = "cut_short", f"deadline reached after {epochs_done:.3g} of {budget:g} epochs"
         if checkpoint_path is not None:
-            result.checkpoint = str(save_checkpoint(Path(checkpoint_path), model, optimizer, epochs_done, hparams, task))
+            total = prior_energy + meter.reading.energy_kwh
+            result.checkpoint = str(save_checkpoint(Path(checkpoint_path), model, optimizer, epochs_done, hparams, task,
+                                                    extra={"energy_kwh_total": total}))
         if export_path is not None and result.converted_layers:
             export(model, export_path)
         if task.measure_inference:
@@ -343,6 +348,7 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
     finally:
         reading = meter.reading
         result.energy_kwh, result.emissions_kg = reading.energy_kwh, reading.emissions_kg
+        result.energy_kwh_total = prior_energy + reading.energy_kwh
         result.energy.update(reading.to_dict())
         result.wall_time = time.time() - start
     return result

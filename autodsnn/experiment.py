@@ -1,0 +1,124 @@
+"""`Experiment`: everything one optimization run is about, saved in its run directory.
+
+Experiment files (experiments/*.yaml) set only what differs from the defaults here, and
+command-line flags override them. ``--resume`` compares the saved experiment with the flags.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+OBJECTIVES = {
+    "error": "validation error (fraction)",
+    "energy": "measured energy of the trial's training, kWh (CodeCarbon; cumulative over promotions)",
+    "emissions": "measured emissions of the trial's training, kg CO2eq",
+    "inference_energy": "measured energy of one inference pass over the validation set, kWh",
+    "analytic_energy": "analytic inference energy per image from autodsnn.shift.cost, pJ",
+    "model_bits": "model size in bits",
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ExperimentError(ValueError):
+    """An experiment that cannot run; the message names the setting and the fix."""
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """'90s', '30m', '48h', '2d' or plain seconds -> seconds."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ExperimentError(f"cannot read duration {text!r}: write e.g. 90s, 30m, 48h or 2d")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str = "default"
+    dataset: str = "fashion-mnist"
+    model: str = "mnist-conv"
+    space: str = "small"                  # built-in name or YAML path
+    objectives: tuple[str, ...] = ("error", "energy")
+    min_budget: float = 1.0               # epochs
+    max_budget: float = 9.0
+    eta: int = 3
+    budget: float | None = 300.0          # wall clock seconds for the whole run
+    trials: int | None = None             # cap on finished trials
+    trial_timeout: float | None = None    # seconds per trial
+    workers: int = 2
+    scheduler: str | None = None          # address of an existing Dask scheduler
+    seed: int = 0
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    train_subset: float | None = None
+    device: str = "auto"
+    initial_configs: int = 8              # random configurations before SMAC's model takes over
+    fixed: dict[str, Any] = field(default_factory=dict)  # hyperparameters fixed for every trial
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
+        objectives = (self.objectives,) if isinstance(self.objectives, str) else tuple(self.objectives)
+        objectives = tuple(o.strip() for part in objectives for o in str(part).split(",") if o.strip())
+        set_("objectives", objectives)
+        set_("budget", parse_duration(self.budget))
+        set_("trial_timeout", parse_duration(self.trial_timeout))
+        bad = [o for o in objectives if o not in OBJECTIVES]
+        if bad:
+            raise ExperimentError(f"unknown objective {bad[0]!r}: use {', '.join(OBJECTIVES)}")
+        if not 1 <= len(objectives) <= 3 or len(set(objectives)) != len(objectives):
+            raise ExperimentError(f"give one to three different objectives, got {', '.join(objectives)}")
+        if not 0 < self.min_budget <= self.max_budget:
+            raise ExperimentError(f"need 0 < min_budget <= max_budget, got {self.min_budget} and {self.max_budget}")
+        if self.eta < 2:
+            raise ExperimentError(f"eta must be >= 2, got {self.eta}")
+        if self.workers < 1:
+            raise ExperimentError(f"workers must be >= 1, got {self.workers}")
+        if self.budget is not None and self.budget <= 0:
+            raise ExperimentError("budget must be positive")
+        if self.trials is not None and self.trials < 1:
+            raise ExperimentError(f"trials must be >= 1, got {self.trials}")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> "Experiment":
+        p = Path(path)
+        if not p.exists() and not p.suffix:
+            p = EXPERIMENTS_DIR / f"{path}.yaml"
+        if not p.exists():
+            names = ", ".join(sorted(q.stem for q in EXPERIMENTS_DIR.glob("*.yaml")))
+            raise ExperimentError(f"experiment file {path} not found: use a path or one of {names}")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ExperimentError(f"{p} must be a YAML mapping of experiment settings")
+        return cls.from_dict({**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Experiment":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ExperimentError(f"unknown experiment setting {unknown[0]!r}: valid ones are {', '.join(sorted(known))}")
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["objectives"] = list(self.objectives)
+        return d
+
+    def replace(self, **changes: Any) -> "Experiment":
+        return dataclasses.replace(self, **changes)
+
+    # Settings that may change on --resume without changing what the run is.
+    RESUMABLE = ("budget", "trials", "trial_timeout", "workers", "scheduler", "device", "data_dir")
+
+    def differences(self, other: "Experiment") -> list[str]:
+        """Settings that differ and would make ``other`` a different run."""
+        a, b = self.to_dict(), other.to_dict()
+        return [k for k in a if k not in self.RESUMABLE and a[k] != b[k]]
