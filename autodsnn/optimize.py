@@ -354,10 +354,9 @@ class _Optimizer:
                 pass  # nothing finished yet: time to save progress and check the deadline
             done = [f for f in self.pending if f.done()]
             for future in done:
-                first = len(self.run) == 0
+                is_default = self.pending[future].is_default
                 result = self.collect(future)
-                if first and result.get("status") == "failed" and not str(result.get("reason", "")).startswith("diverged"):
-                    raise OptimizeError(f"the first trial failed, so every trial would: {result.get('reason')}")
+                self._stop_if_hopeless(result, is_default)
             if time.time() - last_save > 5:
                 self.run.set_meta("elapsed_seconds", self.elapsed())
                 last_save = time.time()
@@ -370,6 +369,18 @@ class _Optimizer:
         if self.trial_cap_reached():
             return f"stopped after {self.exp.trials} trials"
         return "finished"
+
+    def _stop_if_hopeless(self, result: dict[str, Any], is_default: bool) -> None:
+        """The default configuration failing for a reason other than divergence (or the first
+        five trials all failing) means the setup is broken: say why instead of burning the budget."""
+        reason = str(result.get("reason") or "")
+        if result.get("status") != "failed" or reason.startswith("diverged"):
+            return
+        counts = self.run.counts()
+        if is_default or (counts.get("failed", 0) >= 5 and not counts.get("ok")):
+            self._abandon("the run stopped: its setup is broken")
+            raise OptimizeError(f"the {'default configuration' if is_default else 'first trials'} failed, so every "
+                                f"trial would: {reason}")
 
     def submit_default(self) -> None:
         """The default configuration at the top budget, first, unless a resumed run has it."""
@@ -448,9 +459,10 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
                                   f"({getattr(saved, diff[0])!r} vs {getattr(experiment, diff[0])!r}); only "
                                   f"{', '.join(Experiment.RESUMABLE)} may change on resume")
         run.set_meta("experiment", experiment.to_dict())
+        max_layers = _check_experiment(experiment)
     else:
+        max_layers = _check_experiment(experiment)  # before the run directory exists
         run = Run.create(run_dir, experiment.to_dict())
-    max_layers = _check_experiment(experiment)
     space = load_space(experiment.space, max_layers=max_layers, seed=experiment.seed)
     facade = build_facade(experiment, space, run_dir, overwrite=not resume)
     elapsed_before = float(run.meta("elapsed_seconds") or 0.0)

@@ -1,0 +1,151 @@
+"""End-to-end tests of `autodsnn optimize` with real SMAC, real Dask and real MNIST."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from autodsnn.experiment import Experiment, ExperimentError, parse_duration
+from autodsnn.optimize import objective_values, optimize
+from autodsnn.space import SpaceError, load_space
+from autodsnn.store import Run
+
+# mnist-fc on 2% of MNIST: a trial takes a few seconds, so a minute visits several budgets.
+TINY = dict(dataset="mnist", model="mnist-fc", space="small", train_subset=0.02, val_fraction=0.05,
+            min_budget=1, max_budget=3, eta=3, workers=2, fixed={"batch_size": 64})
+
+
+def rows(run_dir):
+    with Run.open(run_dir) as run:
+        return run.trials()
+
+
+def test_end_to_end_local_cluster(tmp_path):
+    summary = optimize(Experiment(**TINY, budget=50), tmp_path / "run", log=lambda s: None)
+    trials = rows(tmp_path / "run")
+    assert len(trials) >= 4
+    ok = [t for t in trials if t.status == "ok"]
+    assert {t.budget for t in ok} >= {1.0, 3.0}  # at least two budget levels
+    assert any(t.is_default and t.budget == 3.0 for t in ok)  # the default ran at the top budget
+    assert all(0 <= t.objectives["error"] <= 1 and t.objectives["energy"] > 0 for t in ok)
+    assert len({t.result["worker"] for t in ok}) == 2  # both workers trained
+    assert summary.highest_budget == 3.0 and summary.front
+    assert summary.elapsed < 50 + 30  # ends on time (plus the last evaluations)
+    assert (tmp_path / "run" / "smac" / "smac").exists()
+
+
+def test_existing_dask_scheduler(tmp_path):
+    sched_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                              "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    worker = None
+    try:
+        for _ in range(100):
+            if sched_file.exists() and sched_file.stat().st_size:
+                break
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                   "--nworkers", "1", "--no-dashboard"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, env=env)
+        summary = optimize(Experiment(**{**TINY, "workers": 1}, budget=30, scheduler=address), tmp_path / "run",
+                           log=lambda s: None)
+        assert summary.counts.get("ok", 0) >= 2
+    finally:
+        for p in (worker, sched):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=30)
+
+
+def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "autodsnn", "optimize", "--dataset", "mnist", "--model", "mnist-fc", "--space",
+           "small", "--train-subset", "0.02", "--min-budget", "1", "--max-budget", "3", "--workers", "2",
+           "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd + ["--budget", "120s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    db = run_dir / "trials.sqlite"
+    try:
+        deadline = time.time() + 150
+        while time.time() < deadline:
+            if db.exists():
+                with sqlite3.connect(db) as c:
+                    n = c.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+                if n >= 3:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the run never stored 3 trials")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
+        proc.wait()
+    before = rows(run_dir)
+    out = subprocess.run([sys.executable, "-m", "autodsnn", "optimize", "--resume", str(run_dir), "--budget", "150s",
+                          "--trials", str(len(before) + 4)], capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-2000:]
+    after = rows(run_dir)
+    ids_before = {(t.trial_id, t.config_id, t.budget, t.status) for t in before}
+    assert ids_before <= {(t.trial_id, t.config_id, t.budget, t.status) for t in after}  # nothing lost
+    finished = [(t.config_id, t.budget) for t in after if t.status in ("ok", "failed")]
+    assert len(finished) == len(set(finished))  # nothing trained twice
+    assert len(after) > len(before)
+    assert "re-running trial" in out.stdout  # the trials in flight at the kill ran again
+    with Run.open(run_dir) as run:
+        assert run.meta("elapsed_seconds") > 0
+
+
+def test_typo_in_space_rejected_before_any_trial(tmp_path):
+    space = tmp_path / "typo.yaml"
+    space.write_text("hyperparameters:\n  learning_rat: {low: 0.001, high: 0.1}\n")
+    with pytest.raises(SpaceError, match="unknown hyperparameter 'learning_rat'"):
+        optimize(Experiment(**{**TINY, "space": str(space)}, budget=10), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SpaceError, match="did you mean 'lr'"):
+        load_space(_write(tmp_path / "t2.yaml", "hyperparameters:\n  lrr: {low: 0.001, high: 0.1}\n"), max_layers=3)
+    with pytest.raises(SpaceError, match="shift_type choice 'qq'"):
+        load_space(_write(tmp_path / "t3.yaml", "hyperparameters:\n  shift_type: {choices: [q, qq]}\n"), max_layers=3)
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_failing_trials_recorded_and_run_goes_on(tmp_path):
+    # shift_max below -64 is impossible: those trials fail with a reason, the others succeed.
+    space = _write(tmp_path / "bad.yaml", "hyperparameters:\n"
+                   "  shift_type: {choices: [q], default: q}\n"
+                   "  shift_max: {low: -80, high: 0, type: int, default: 0}\n")
+    optimize(Experiment(**{**TINY, "space": space, "max_budget": 1, "min_budget": 1}, budget=25), tmp_path / "run",
+             log=lambda s: None)
+    trials = rows(tmp_path / "run")
+    failed = [t for t in trials if t.status == "failed"]
+    assert failed and all("shift_max" in t.reason for t in failed)
+    assert any(t.status == "ok" for t in trials)
+
+
+def test_experiment_validation_and_durations():
+    assert parse_duration("90s") == 90 and parse_duration("30m") == 1800 and parse_duration("48h") == 172800
+    with pytest.raises(ExperimentError, match="cannot read duration"):
+        parse_duration("ten minutes")
+    with pytest.raises(ExperimentError, match="unknown objective 'accuracy'"):
+        Experiment(objectives="error,accuracy")
+    with pytest.raises(ExperimentError, match="unknown experiment setting 'modle'"):
+        Experiment.from_dict({"modle": "x"})
+    assert Experiment(objectives="error,energy,model_bits").objectives == ("error", "energy", "model_bits")
+
+
+def test_objective_values():
+    ok = {"status": "ok", "val_error": 0.1, "energy_kwh": 2e-5, "energy_kwh_total": 3e-5, "emissions_kg": 1e-5,
+          "analytic": {"energy_pj_per_sample": 5.0, "model_bits": 100}}
+    assert objective_values(ok, ("error", "energy", "model_bits")) == {"error": 0.1, "energy": 3e-5, "model_bits": 100.0}
+    assert objective_values({**ok, "status": "failed"}, ("error", "energy")) is None
