@@ -170,7 +170,7 @@ class DenseWeight(WeightQuantizer):
 
     def sign_and_shift(self):  # noqa: ANN201
         _, exp = quantize_pow2(self.magnitude.detach().abs(), self.codes)
-        sign = torch.where(self.sign.detach() >= 0, 1, -1)
+        sign = torch.where(torch.signbit(self.sign.detach()), -1, 1)
         return sign.to(torch.int8), exp.to(torch.int8)
 
 

@@ -24,6 +24,7 @@ All rounding functions are straight-through estimators (gradient of the identity
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -251,25 +252,25 @@ def ps_weight(shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet, stochasti
 class _DenseWeight(torch.autograd.Function):
     """DenseShift sign-scale decomposition: W = sgn(s) * 2^round(log2 m), zero-free.
 
-    The sign latent ``s`` gets the clipped straight-through gradient (zero where |s| > 1); the
-    scale latent ``m`` gets the plain straight-through gradient times the sign."""
+    The sign is the sign bit of the latent ``s``; the layer keeps ``s`` in [-1, 1] by projection
+    (as BinaryConnect clips its latent weights), so its straight-through gradient needs no clip:
+    dL/ds = dL/dW * 2^round(log2 m). The scale latent ``m`` gets dL/dm = dL/dW * sgn(s)."""
 
     @staticmethod
     def forward(ctx, sign_latent, magnitude, codes: CodeSet, stochastic: bool):  # type: ignore[override]
-        sgn = torch.where(sign_latent >= 0, 1.0, -1.0).to(sign_latent.dtype)
         if stochastic:
             _, exp = quantize_pow2(magnitude.abs(), codes, stochastic)
             scale = pow2(exp, magnitude.dtype, (codes.shift_min, codes.shift_max))
         else:
-            scale = round_pow2_values(magnitude.abs(), codes)
-        ctx.save_for_backward(sign_latent, sgn, scale)
-        return sgn * scale
+            scale = round_pow2_values(magnitude, codes).abs()
+        w = torch.where(torch.signbit(sign_latent), -scale, scale)
+        ctx.save_for_backward(w)
+        return w
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        sign_latent, sgn, scale = ctx.saved_tensors
-        inside = (sign_latent.abs() <= 1).to(grad.dtype)
-        return grad * scale * inside, grad * sgn, None, None
+        (w,) = ctx.saved_tensors
+        return grad * w.abs(), grad * torch.sign(w), None, None
 
 
 def dense_weight(sign_latent: torch.Tensor, magnitude: torch.Tensor, codes: CodeSet,
@@ -317,11 +318,7 @@ class FixedPoint:
         return f"{kind} fixed point {self.int_bits}.{self.frac_bits} ({self.total_bits} bits)"
 
 
-# fake_quantize_per_tensor_affine is one fused kernel (forward and masked STE backward) but its
-# integer range must fit in int32.
-_FUSED_MAX_BITS = 30
-
-
+@functools.lru_cache(maxsize=256)
 def _representable(bound: int, dtype: torch.dtype, up: bool) -> float:
     """The float of ``dtype`` nearest to the integer ``bound`` that stays inside the range (wide
     formats have bounds like 2^32 - 1 that float32 cannot hold)."""
@@ -334,25 +331,31 @@ def _representable(bound: int, dtype: torch.dtype, up: bool) -> float:
 
 
 class _FixedPointSTE(torch.autograd.Function):
-    """Wide formats: round/saturate with a clipped straight-through gradient."""
+    """Clamp to the range, scale, round (ties to even), scale back; the gradient passes where the
+    input lies strictly inside the range (hardtanh's backward, one fused op).
+
+    Clamping before rounding gives the same values as rounding then saturating, because the
+    range ends lie on the grid. Measured on a 64x16x32x32 tensor, forward + backward: 0.50 ms,
+    against 2.35 ms for torch.fake_quantize_per_tensor_affine (and 0.33 ms for a ReLU)."""
 
     @staticmethod
     def forward(ctx, x, fmt: FixedPoint):  # type: ignore[override]
         scale = 2.0 ** fmt.frac_bits
-        q = torch.round(x * scale)
-        lo, hi = _representable(fmt.qmin, x.dtype, up=True), _representable(fmt.qmax, x.dtype, up=False)
-        ctx.save_for_backward((q >= lo) & (q <= hi))
-        return q.clamp(lo, hi) / scale
+        lo = _representable(fmt.qmin, x.dtype, up=True) / scale
+        hi = _representable(fmt.qmax, x.dtype, up=False) / scale
+        ctx.save_for_backward(x)
+        ctx.bounds = (lo, hi)
+        return torch.clamp(x, lo, hi).mul_(scale).round_().mul_(1.0 / scale)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (inside,) = ctx.saved_tensors
-        return grad * inside.to(grad.dtype), None
+        (x,) = ctx.saved_tensors
+        return torch.ops.aten.hardtanh_backward(grad, x, *ctx.bounds), None
 
 
 def quantize_fixed_point(x: torch.Tensor, fmt: FixedPoint) -> torch.Tensor:
     """Round ``x`` to the fixed-point grid (nearest, ties to even) and saturate; clipped STE.
     Formats wider than the float's mantissa are exact only where the values fit in it."""
-    if fmt.int_bits + fmt.frac_bits <= _FUSED_MAX_BITS and x.dtype == torch.float32:
-        return torch.fake_quantize_per_tensor_affine(x, 2.0 ** -fmt.frac_bits, 0, fmt.qmin, fmt.qmax)
+    if x.dtype == torch.float32 and fmt.int_bits + fmt.frac_bits > 100:
+        return _FixedPointSTE.apply(x.double(), fmt).float()  # 2^(int+frac) would overflow float32
     return _FixedPointSTE.apply(x, fmt)

@@ -122,7 +122,7 @@ def test_dense_gradients_float64():
     assert w.tolist() == [-0.25, -0.125, 2 ** -6, 0.5]
     g = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
     (w * g).sum().backward()
-    assert s.grad.tolist() == [0.0, 2 * 0.125, 3 * 2 ** -6, 0.0]  # clipped outside |s| <= 1
+    assert s.grad.tolist() == [1 * 0.25, 2 * 0.125, 3 * 2 ** -6, 4 * 0.5]  # the layer keeps |s| <= 1 itself
     assert m.grad.tolist() == [-1.0, -2.0, 3.0, 4.0]
 
 
