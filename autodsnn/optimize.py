@@ -226,6 +226,7 @@ class _Optimizer:
         self.pending: dict[Any, _Pending] = {}
         self.finished: dict[tuple[int, float], dict[str, Any]] = {}
         self.finished_waiters: dict[tuple[int, float], list[Any]] = {}
+        self.exhausted = False
         self.warned_budget = False
         self.task = Task(dataset=experiment.dataset, model=experiment.model, data_dir=experiment.data_dir,
                          val_fraction=experiment.val_fraction, train_subset=experiment.train_subset,
@@ -257,9 +258,17 @@ class _Optimizer:
     def fill(self) -> None:
         """Ask SMAC for trials until every slot is busy. A (config, budget) that already finished
         is told again from its stored result instead of being trained twice."""
+        from smac.main.exceptions import ConfigurationSpaceExhaustedException
+
         asked = 0
-        while len(self.pending) < self.slots and time.time() < self.deadline and not self.trial_cap_reached():
-            info = self.smac.ask()
+        while (len(self.pending) < self.slots and time.time() < self.deadline and not self.trial_cap_reached()
+               and not self.exhausted):
+            try:
+                info = self.smac.ask()
+            except ConfigurationSpaceExhaustedException:
+                self.exhausted = True  # a small discrete space is fully explored: finish what runs
+                self.log("the search space is exhausted: every configuration has been proposed")
+                break
             asked += 1
             key = (self.smac.runhistory.get_config_id(info.config), float(info.budget))
             if key in self.finished:
@@ -374,6 +383,8 @@ class _Optimizer:
             return "stopped at the wall-clock budget"
         if self.trial_cap_reached():
             return f"stopped after {self.exp.trials} trials"
+        if self.exhausted:
+            return "stopped: the search space is exhausted"
         return "finished"
 
     def _stop_if_hopeless(self, result: dict[str, Any], is_default: bool) -> None:
