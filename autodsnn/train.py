@@ -45,7 +45,7 @@ class HParams:
     shift_type: str = "ps"           # none (float) | q | ps | dense
     shift_depth: int | str = "all"   # first N convertible layers in forward order
     weight_bits: int = 5
-    shift_max: int | str = 0
+    shift_max: int | str = "auto"    # per layer, least rounding error (fixed 0 kills 2-3 bit nets)
     act_int_bits: int | None = None  # fixed-point activations; None keeps them float
     act_frac_bits: int | None = None
     act_signed: bool = True

@@ -21,8 +21,9 @@ class ShiftConfig:
 
     mode:           "q" (DeepShift-Q), "ps" (DeepShift-PS) or "dense" (DenseShift, zero-free).
     weight_bits:    2..8 bits per weight code (1 sign bit + shift bits).
-    shift_max:      largest exponent of a weight (0: |w| <= 1; >0 allows left shifts), or "auto"
-                    to take it per layer from the largest float weight.
+    shift_max:      largest exponent of a weight (0: |w| <= 1, DeepShift's choice; >0 allows left
+                    shifts), or "auto": per layer, the exponent that rounds the layer's float
+                    weights with the least squared error (see layers.resolve_shift_max).
     rounding:       "deterministic" or "stochastic" (stochastic applies only in training).
     act_int_bits / act_frac_bits: fixed-point format of every converted layer's input
                     (None: activations stay float). act_signed: sign bit or not.

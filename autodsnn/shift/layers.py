@@ -21,7 +21,7 @@ from torch import nn
 
 from .config import ShiftConfig
 from .quant import (CodeSet, FixedPoint, dense_weight, pow2, ps_weight, quantize_fixed_point,
-                    quantize_pow2, round_pow2_ste)
+                    quantize_pow2, round_pow2_ste, round_pow2_values)
 
 WEIGHT_MODES: dict[str, type["WeightQuantizer"]] = {}
 
@@ -36,12 +36,25 @@ def register_weight_mode(name: str) -> Callable[[type["WeightQuantizer"]], type[
 
 
 def resolve_shift_max(config: ShiftConfig, weight: torch.Tensor) -> int:
-    """The layer's largest exponent: the configured one, or for "auto" the power of two nearest
-    to the largest float weight."""
+    """The layer's largest exponent: the configured one, or for "auto" the one that rounds the
+    layer's float weights with the least squared error, searched from 8 below to 1 above the
+    exponent of the largest weight. With many bits that is the largest weight's exponent; with
+    2-3 bits it moves the few levels down to where most weights are (a fixed range would flush
+    them all to zero)."""
     if config.shift_max != "auto":
         return int(config.shift_max)
-    top = float(weight.detach().abs().max()) if weight.numel() else 1.0
-    return int(math.floor(math.log2(top) + 0.5)) if top > 0 else 0
+    w = weight.detach().float()
+    top = float(w.abs().max()) if w.numel() else 0.0
+    if top <= 0:
+        return 0
+    top_exp = int(math.floor(math.log2(top) + 0.5))
+    best, best_err = top_exp, math.inf
+    for candidate in range(max(top_exp - 8, -60), min(top_exp + 1, 64) + 1):
+        codes = CodeSet(config.mode, config.weight_bits, candidate)
+        err = float((round_pow2_values(w, codes) - w).square().sum())
+        if err < best_err * (1 - 1e-9):  # ties keep the lower exponent (finer levels)
+            best, best_err = candidate, err
+    return best
 
 
 def low_variance_like(weight: torch.Tensor) -> torch.Tensor:

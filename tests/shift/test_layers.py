@@ -180,16 +180,27 @@ def test_ps_latents_stay_bounded():
     assert float(layer.weight_quant.shift.detach().min()) >= layer.codes.shift_min - 0.5
 
 
-def test_auto_shift_max_follows_weights_and_survives_state_dict():
-    lin = nn.Linear(10, 10)
+def test_auto_shift_max_minimizes_rounding_error_and_survives_state_dict():
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 64)
     with torch.no_grad():
-        lin.weight.mul_(20)  # max |w| ~ 6 -> shift_max 3 (2^2.5 = 5.7 rounds up)
-    cfg = ShiftConfig(mode="q", shift_max="auto")
-    layer = ShiftLinear.from_float(lin, cfg)
-    top = float(lin.weight.detach().abs().max())
+        lin.weight.normal_(0.0, 0.5)  # bell-shaped, like trained weights
+    w = lin.weight.detach()
     import math
-    assert layer.codes.shift_max == int(math.floor(math.log2(top) + 0.5))
-    fresh = ShiftLinear(10, 10, config=cfg)
+    top = int(math.floor(math.log2(float(w.abs().max())) + 0.5))
+    for bits in (2, 3, 5, 8):
+        cfg = ShiftConfig(mode="q", weight_bits=bits, shift_max="auto")
+        layer = ShiftLinear.from_float(lin, cfg).eval()
+        err = lambda top_: float((ShiftLinear.from_float(lin, cfg.replace(shift_max=top_)).eval().quantized_weight()  # noqa: E731
+                                  - w).square().sum())
+        chosen = layer.codes.shift_max
+        assert all(err(chosen) <= err(c) * (1 + 1e-6) for c in range(top - 8, top + 2))  # best in the window
+        if bits >= 5:
+            assert chosen == top  # enough levels: the range starts at the largest weight
+        if bits == 2:  # one magnitude level: placed where most weights are, not at the largest
+            assert chosen < top
+            assert (layer.quantized_weight() != 0).float().mean() > 0.3  # not flushed to zero
+    fresh = ShiftLinear(64, 64, config=cfg)
     fresh.load_state_dict(layer.state_dict())
     assert fresh.codes == layer.codes
-    assert torch.equal(fresh.eval().quantized_weight(), layer.eval().quantized_weight())
+    assert torch.equal(fresh.eval().quantized_weight(), layer.quantized_weight())
