@@ -35,12 +35,15 @@ def register_weight_mode(name: str) -> Callable[[type["WeightQuantizer"]], type[
     return wrap
 
 
+AUTO_SEARCH_BELOW, AUTO_HEADROOM, AUTO_TOLERANCE = 8, 3, 1e-3
+
+
 def resolve_shift_max(config: ShiftConfig, weight: torch.Tensor) -> int:
-    """The layer's largest exponent: the configured one, or for "auto" the one that rounds the
-    layer's float weights with the least squared error, searched from 8 below to 1 above the
-    exponent of the largest weight. With many bits that is the largest weight's exponent; with
-    2-3 bits it moves the few levels down to where most weights are (a fixed range would flush
-    them all to zero)."""
+    """The layer's largest exponent: the configured one, or for "auto" the highest exponent whose
+    squared rounding error of the layer's float weights is within 0.1% of the least, searched
+    from 8 below to 3 above the exponent of the largest weight. With many bits the smallest
+    levels cost nothing, so the range gets headroom for weights to grow while training; with 2-3
+    bits the few levels move down to where most weights are (a fixed 0 would flush them all)."""
     if config.shift_max != "auto":
         return int(config.shift_max)
     w = weight.detach().float()
@@ -48,13 +51,11 @@ def resolve_shift_max(config: ShiftConfig, weight: torch.Tensor) -> int:
     if top <= 0:
         return 0
     top_exp = int(math.floor(math.log2(top) + 0.5))
-    best, best_err = top_exp, math.inf
-    for candidate in range(max(top_exp - 8, -60), min(top_exp + 1, 64) + 1):
-        codes = CodeSet(config.mode, config.weight_bits, candidate)
-        err = float((round_pow2_values(w, codes) - w).square().sum())
-        if err < best_err * (1 - 1e-9):  # ties keep the lower exponent (finer levels)
-            best, best_err = candidate, err
-    return best
+    candidates = range(max(top_exp - AUTO_SEARCH_BELOW, -60), min(top_exp + AUTO_HEADROOM, 64) + 1)
+    errors = {c: float((round_pow2_values(w, CodeSet(config.mode, config.weight_bits, c)) - w).square().sum())
+              for c in candidates}
+    least = min(errors.values())
+    return max(c for c, e in errors.items() if e <= least * (1 + AUTO_TOLERANCE))
 
 
 def low_variance_like(weight: torch.Tensor) -> torch.Tensor:

@@ -194,9 +194,11 @@ def test_auto_shift_max_minimizes_rounding_error_and_survives_state_dict():
         err = lambda top_: float((ShiftLinear.from_float(lin, cfg.replace(shift_max=top_)).eval().quantized_weight()  # noqa: E731
                                   - w).square().sum())
         chosen = layer.codes.shift_max
-        assert all(err(chosen) <= err(c) * (1 + 1e-6) for c in range(top - 8, top + 2))  # best in the window
+        errors = {c: err(c) for c in range(top - 8, top + 4)}
+        assert errors[chosen] <= min(errors.values()) * (1 + 1e-3)  # (near) least rounding error
+        assert all(c <= chosen for c, e in errors.items() if e <= min(errors.values()) * (1 + 1e-3))  # headroom
         if bits >= 5:
-            assert chosen == top  # enough levels: the range starts at the largest weight
+            assert chosen > top  # spare levels: room for weights to grow
         if bits == 2:  # one magnitude level: placed where most weights are, not at the largest
             assert chosen < top
             assert (layer.quantized_weight() != 0).float().mean() > 0.3  # not flushed to zero
