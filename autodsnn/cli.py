@@ -258,6 +258,140 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_analysis_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pareto", help="Pareto front of a run: table, hypervolume, plot and CSV/JSON export")
+    p.add_argument("run")
+    p.add_argument("--objectives", default=None, help="two or three, comma-separated (default: the run's)")
+    p.add_argument("--budget", default="max", help="max (default), all (one front per budget) or a number of epochs")
+    p.add_argument("--ref", default=None, help="reference point for the hypervolume, comma-separated")
+    p.add_argument("--export", default=None, help="plot file: .png, .svg or .pdf")
+    p.add_argument("--csv", default=None)
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=_cmd_pareto)
+    p = sub.add_parser("report", help="one self-contained HTML report of a run")
+    p.add_argument("run")
+    p.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
+    p.add_argument("--objectives", default=None)
+    p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("retrain", help="retrain a chosen configuration at full budget and export it")
+    p.add_argument("run", nargs="?", default=None, help="the run to pick from (not needed with --from-config)")
+    p.add_argument("--pick", default="knee", help="knee, min-error, min-energy or a trial id")
+    p.add_argument("--from-config", default=None, help="a YAML file of hyperparameters instead of a run")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--epochs", default=None, type=float, help="default: the run's max budget")
+    p.add_argument("--device", default=None)
+    p.add_argument("--seed", default=0, type=int)
+    p.add_argument("--out", default=None, help="output folder (default RUN/retrain-<pick>)")
+    p.set_defaults(func=_cmd_retrain)
+
+
+def _objectives(text: str | None) -> tuple[str, ...] | None:
+    return tuple(o.strip() for o in text.split(",") if o.strip()) if text else None
+
+
+def _cmd_pareto(args: argparse.Namespace) -> int:
+    from .pareto import ParetoError, front_info
+    from .plots import plot_front, point_label
+    from .store import Run, StoreError
+
+    try:
+        ref = [float(v) for v in args.ref.split(",")] if args.ref else None
+        with Run.open(args.run) as run:
+            objectives = _objectives(args.objectives)
+            if args.budget == "all":
+                budgets = sorted({t.budget for t in run.trials(status="ok")})
+                infos = [front_info(run, objectives, b, ref) for b in budgets]
+            else:
+                infos = [front_info(run, objectives, args.budget if args.budget == "max" else float(args.budget), ref)]
+    except (ParetoError, StoreError, ValueError) as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    rows = []
+    for info in infos:
+        obj = info.objectives
+        print(f"budget {info.budget:g} epochs: {len(info.trials)} trials, {int(info.front_mask.sum())} on the front, "
+              f"hypervolume {info.hypervolume:.6g} (reference {', '.join(f'{v:.4g}' for v in info.ref)})")
+        for t in info.front:
+            idx = info.trials.index(t)
+            cmp = info.comparisons.get(idx)
+            vs = "" if cmp is None else ("  dominates default" if cmp["dominates_default"] else "") + "  (" + ", ".join(
+                f"{o} {v:+.1f}%" for o, v in cmp["change_percent"].items()) + " vs default)"
+            tags = (" [knee]" if idx == info.knee_index else "") + (" [default]" if t.is_default else "")
+            print(f"  trial {t.trial_id:>4}  " + "  ".join(f"{o} {t.objectives[o]:.4g}" for o in obj)
+                  + f"  {point_label(t.config)}{tags}{vs}")
+            rows.append({"budget": info.budget, "trial_id": t.trial_id, **{o: t.objectives[o] for o in obj},
+                         "knee": idx == info.knee_index, "is_default": t.is_default,
+                         "dominates_default": bool(cmp and cmp["dominates_default"]), **t.config})
+    if args.export:
+        try:
+            print(f"wrote {plot_front(infos[-1], args.export)}")
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    if args.csv:
+        keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("budget", "trial_id"), k))
+        with open(args.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {args.csv}")
+    if args.json:
+        payload = [{"budget": i.budget, "objectives": list(i.objectives), "hypervolume": i.hypervolume,
+                    "reference_point": i.ref.tolist(), "front": [r for r in rows if r["budget"] == i.budget]}
+                   for i in infos]
+        Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .pareto import ParetoError
+    from .report import write_report
+    from .store import StoreError
+
+    try:
+        path = write_report(args.run, args.out, _objectives(args.objectives))
+    except (ParetoError, StoreError) as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from .pareto import ParetoError
+    from .retrain import RetrainError, load_config_file, pick_trial, retrain
+    from .store import Run, StoreError
+    from .train import Task
+
+    try:
+        if args.from_config:
+            config, chosen = load_config_file(args.from_config), f"configuration file {args.from_config}"
+            exp: dict = {}
+            if not (args.dataset and args.model and args.epochs):
+                raise CLIError("--from-config needs --dataset, --model and --epochs")
+        else:
+            if not args.run:
+                raise CLIError("give a run directory to pick from, or --from-config FILE")
+            with Run.open(args.run) as run:
+                exp = run.experiment
+                config, chosen = pick_trial(run, args.pick, _objectives(None))
+        fixed = exp.get("fixed") or {}
+        task = Task(dataset=args.dataset or exp.get("dataset"), model=args.model or exp.get("model"),
+                    data_dir=args.data_dir or exp.get("data_dir"), device=args.device or exp.get("device", "auto"))
+        epochs = args.epochs or float(exp.get("max_budget"))
+        out = Path(args.out or (Path(args.run) / f"retrain-{args.pick}" if args.run else "runs/retrain"))
+        command = "autodsnn " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("autodsnn") else \
+            f"autodsnn retrain {args.run or ''} --pick {args.pick} --epochs {epochs:g}".strip()
+        print(f"retraining ({chosen}) for {epochs:g} epochs on all training data -> {out}", flush=True)
+        card = retrain({k: v for k, v in config.items()}, task, epochs, out, seed=args.seed, chosen_by=chosen,
+                       fixed=fixed, command=command)
+    except (RetrainError, ParetoError, StoreError, ValueError) as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    print(f"test accuracy {100 * card['test_accuracy']:.2f}% ({card['test_samples']} images), training energy "
+          f"{card['training_energy_kwh'] * 1e3:.4f} Wh; wrote {out}/model_card.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -266,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_optimize_parser(sub)
     _add_train_parser(sub)
+    _add_analysis_parsers(sub)
     _add_cost_parser(sub)
     p = sub.add_parser("status", help="progress and current Pareto front of a run (works while it runs)")
     p.add_argument("run")

@@ -1,9 +1,29 @@
-"""Pareto analysis: non-dominated sets over any objectives (all minimized)."""
+"""Pareto analysis of a run: non-dominated sets, exact hypervolume, knee, comparison with the
+default configuration. Pure functions over arrays plus :func:`front_info`, which reads a run
+store (also while the run is still going). All objectives are minimized.
+
+Reference point (documented, reproducible): unless given, for each objective the worst value
+among the points considered plus 10% of that objective's range (or 10% of |worst| when the
+range is zero), so every point on the front adds volume. Compare hypervolumes only under one
+reference point: pass ``ref`` explicitly when comparing runs (``front_info`` over several runs
+computes one shared reference point).
+"""
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
 
 import numpy as np
+
+from .store import Run, TrialRow
+
+UNITS = {"error": "validation error", "energy": "training energy (kWh)", "emissions": "emissions (kg CO2eq)",
+         "inference_energy": "inference energy (kWh)", "analytic_energy": "analytic inference energy (pJ/image)",
+         "model_bits": "model size (bits)"}
+
+
+class ParetoError(ValueError):
+    """An analysis that cannot be made; the message says why and what to change."""
 
 
 def non_dominated(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
@@ -11,10 +31,153 @@ def non_dominated(points: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
     Duplicates are all kept."""
     p = np.asarray(points, dtype=float)
     if p.ndim != 2:
-        raise ValueError(f"points must be a 2-D array (n points x k objectives), got shape {p.shape}")
-    n = len(p)
-    mask = np.ones(n, dtype=bool)
-    for i in range(n):
+        raise ParetoError(f"points must be a 2-D array (n points x k objectives), got shape {p.shape}")
+    mask = np.ones(len(p), dtype=bool)
+    for i in range(len(p)):
         dominated_by = np.all(p <= p[i], axis=1) & np.any(p < p[i], axis=1)
         mask[i] = not dominated_by.any()
     return mask
+
+
+def reference_point(points: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    """Worst value per objective plus ``margin`` of its range (see module doc)."""
+    p = np.asarray(points, dtype=float)
+    worst, best = p.max(axis=0), p.min(axis=0)
+    span = worst - best
+    span = np.where(span > 0, span, np.abs(worst))
+    span = np.where(span > 0, span, 1.0)
+    return worst + margin * span
+
+
+def _staircase_area(p: np.ndarray, ref: np.ndarray) -> float:
+    """Area dominated by 2-D points (sorted by x) and bounded by ``ref``."""
+    area, prev_y = 0.0, ref[1]
+    for x, y in p[np.argsort(p[:, 0], kind="stable")]:
+        if y < prev_y:
+            area += (ref[0] - x) * (prev_y - y)
+            prev_y = y
+    return area
+
+
+def hypervolume(points: Sequence[Sequence[float]] | np.ndarray, ref: Sequence[float] | np.ndarray) -> float:
+    """Exact hypervolume dominated by ``points`` and bounded by ``ref`` (2 or 3 objectives;
+    one objective gives the length ``ref - min``). Points outside the box add nothing."""
+    p = np.asarray(points, dtype=float)
+    r = np.asarray(ref, dtype=float)
+    if p.size == 0:
+        return 0.0
+    if p.ndim != 2 or p.shape[1] != len(r):
+        raise ParetoError(f"points of shape {p.shape} do not match a reference point of {len(r)} objectives")
+    p = p[np.all(p < r, axis=1)]
+    if len(p) == 0:
+        return 0.0
+    k = p.shape[1]
+    if k == 1:
+        return float(r[0] - p[:, 0].min())
+    if k == 2:
+        return float(_staircase_area(p, r))
+    if k == 3:
+        # Slice along the third objective: between consecutive z levels the dominated region is
+        # the 2-D staircase of the points at or below that level.
+        order = np.argsort(p[:, 2], kind="stable")
+        p = p[order]
+        zs = list(p[:, 2]) + [r[2]]
+        volume = 0.0
+        for i in range(len(p)):
+            height = zs[i + 1] - zs[i]
+            if height > 0:
+                volume += height * _staircase_area(p[: i + 1, :2], r[:2])
+        return float(volume)
+    raise ParetoError(f"exact hypervolume is implemented for 1-3 objectives, got {k}")
+
+
+def knee(front: Sequence[Sequence[float]] | np.ndarray) -> int:
+    """Index of the knee of a front: after scaling every objective to [0, 1] over the front, the
+    point closest to the ideal point (the best value of every objective)."""
+    f = np.asarray(front, dtype=float)
+    if len(f) == 0:
+        raise ParetoError("the front is empty: no knee")
+    lo, hi = f.min(axis=0), f.max(axis=0)
+    scaled = (f - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return int(np.argmin(np.linalg.norm(scaled, axis=1)))
+
+
+def compare(point: Sequence[float], default: Sequence[float], objectives: Sequence[str]) -> dict[str, Any]:
+    """How a configuration compares with the default: dominates or not, % change per objective
+    (negative = lower = better)."""
+    p, d = np.asarray(point, dtype=float), np.asarray(default, dtype=float)
+    change = {o: (float(100.0 * (a - b) / abs(b)) if b != 0 else float("nan")) for o, a, b in zip(objectives, p, d)}
+    return {"dominates_default": bool(np.all(p <= d) and np.any(p < d)),
+            "dominated_by_default": bool(np.all(d <= p) and np.any(d < p)), "change_percent": change}
+
+
+@dataclass
+class FrontInfo:
+    """Everything a plot, table or report needs about one budget level of one or more runs."""
+
+    objectives: tuple[str, ...]
+    budget: float | None
+    trials: list[TrialRow]             # successful trials considered (at this budget)
+    points: np.ndarray                 # their objective vectors
+    front_mask: np.ndarray
+    ref: np.ndarray
+    hypervolume: float
+    knee_index: int | None             # index into trials
+    default_index: int | None
+    comparisons: dict[int, dict[str, Any]] = field(default_factory=dict)  # trial index -> compare()
+    all_trials: list[TrialRow] = field(default_factory=list)  # every budget, for the scatter
+
+    @property
+    def front(self) -> list[TrialRow]:
+        order = np.argsort(self.points[self.front_mask][:, 0], kind="stable")
+        rows = [t for t, m in zip(self.trials, self.front_mask) if m]
+        return [rows[i] for i in order]
+
+
+def _usable(rows: Iterable[TrialRow], objectives: Sequence[str]) -> list[TrialRow]:
+    return [r for r in rows if r.status == "ok" and all(o in r.objectives for o in objectives)]
+
+
+def front_info(run: Run, objectives: Sequence[str] | None = None, budget: str | float = "max",
+               ref: Sequence[float] | None = None) -> FrontInfo:
+    """The front of a run at one budget: "max" (highest budget with results), or a number."""
+    objectives = tuple(objectives or run.experiment.get("objectives") or ("error", "energy"))
+    unknown = [o for o in objectives if o not in UNITS]
+    if unknown:
+        raise ParetoError(f"unknown objective {unknown[0]!r}: use {', '.join(UNITS)}")
+    every = run.trials()
+    rows = _usable(every, objectives)
+    if not rows:
+        raise ParetoError(f"run {run.path} has no successful trial with objectives {', '.join(objectives)} yet")
+    budgets = sorted({r.budget for r in rows})
+    level = budgets[-1] if budget == "max" else float(budget)
+    if level not in budgets:
+        raise ParetoError(f"no successful trial at budget {budget}: budgets with results are "
+                          f"{', '.join(f'{b:g}' for b in budgets)}")
+    at = [r for r in rows if r.budget == level]
+    points = np.array([[r.objectives[o] for o in objectives] for r in at])
+    mask = non_dominated(points)
+    reference = np.asarray(ref, dtype=float) if ref is not None else reference_point(points)
+    hv = hypervolume(points[mask], reference)
+    front_idx = np.nonzero(mask)[0]
+    k = int(front_idx[knee(points[mask])]) if len(front_idx) else None
+    default_index = next((i for i, r in enumerate(at) if r.is_default), None)
+    comparisons = {}
+    if default_index is not None:
+        for i in front_idx:
+            comparisons[int(i)] = compare(points[i], points[default_index], objectives)
+    return FrontInfo(objectives, level, at, points, mask, reference, hv, k, default_index, comparisons, every)
+
+
+def hypervolume_over_time(run: Run, objectives: Sequence[str], ref: Sequence[float] | None = None,
+                          budget: str | float = "max") -> list[tuple[float, float]]:
+    """(seconds since the run's first trial started, hypervolume of the front so far) after each
+    finished trial at the chosen budget, under one reference point for the whole curve."""
+    info = front_info(run, objectives, budget, ref)
+    rows = sorted(info.trials, key=lambda r: r.values["ended_at"] or 0.0)
+    start = min((r.values["started_at"] or r.values["ended_at"] or 0.0) for r in run.trials()) if len(run) else 0.0
+    curve = []
+    for i in range(1, len(rows) + 1):
+        pts = np.array([[r.objectives[o] for o in objectives] for r in rows[:i]])
+        curve.append((float(rows[i - 1].values["ended_at"] - start), hypervolume(pts[non_dominated(pts)], info.ref)))
+    return curve

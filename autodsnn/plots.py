@@ -1,0 +1,118 @@
+"""Drawing fronts and hypervolume curves with matplotlib (imported lazily, Agg backend).
+
+The plots only draw what :mod:`autodsnn.pareto` computed; the format follows the file
+extension (png, svg, pdf).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .pareto import UNITS, FrontInfo
+
+FORMATS = (".png", ".svg", ".pdf")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed (CI, servers)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _check_format(path: Path) -> None:
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"cannot export {path.name}: use a .png, .svg or .pdf file name")
+
+
+def point_label(config: dict[str, Any]) -> str:
+    """The hyperparameters that tell DSNN designs apart, short."""
+    kind = config.get("shift_type", "?")
+    if kind == "none":
+        return "float"
+    parts = [kind.upper() if kind in ("q", "ps") else kind]
+    if "shift_depth" in config:
+        parts.append(f"d{config['shift_depth']}")
+    if "weight_bits" in config:
+        parts.append(f"{config['weight_bits']}b")
+    if "act_int_bits" in config and "act_frac_bits" in config:
+        parts.append(f"a{config['act_int_bits']}.{config['act_frac_bits']}")
+    return " ".join(parts)
+
+
+def _wants_log(values: np.ndarray) -> bool:
+    v = values[values > 0]
+    return len(v) > 1 and v.max() / v.min() > 30  # spans more than ~1.5 decades
+
+
+def plot_front(info: FrontInfo, path: str | Path, *, title: str | None = None, dpi: int = 150) -> Path:
+    """Every trial as a point coloured by budget, the front at ``info.budget`` as a step line, the
+    default configuration marked, front points labelled. Uses the first two objectives."""
+    path = Path(path)
+    _check_format(path)
+    plt = _pyplot()
+    ox, oy = info.objectives[0], info.objectives[1] if len(info.objectives) > 1 else info.objectives[0]
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    everyone = [t for t in info.all_trials if t.status == "ok" and ox in t.objectives and oy in t.objectives]
+    if everyone:
+        budgets = np.array([t.budget for t in everyone])
+        pts = np.array([[t.objectives[ox], t.objectives[oy]] for t in everyone])
+        sc = ax.scatter(pts[:, 0], pts[:, 1], c=np.log(budgets), cmap="viridis", s=22, alpha=0.55,
+                        edgecolors="none", label="trials")
+        levels = sorted(set(budgets))
+        cbar = fig.colorbar(sc, ax=ax, ticks=[math.log(b) for b in levels])
+        cbar.ax.set_yticklabels([f"{b:g}" for b in levels])
+        cbar.set_label("budget (epochs)")
+    front = info.front
+    fx = np.array([t.objectives[ox] for t in front])
+    fy = np.array([t.objectives[oy] for t in front])
+    if len(front):
+        ax.step(fx, fy, where="post", color="crimson", lw=1.6, label=f"Pareto front ({info.budget:g} epochs)")
+        ax.scatter(fx, fy, color="crimson", s=40, zorder=3)
+        for t, x, y in zip(front, fx, fy):
+            ax.annotate(point_label(t.config), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    if info.default_index is not None:
+        d = info.points[info.default_index]
+        ax.scatter([d[0]], [d[1] if len(d) > 1 else d[0]], marker="*", s=220, color="orange", edgecolors="black",
+                   zorder=4, label="default DSNN")
+    all_x = np.array([t.objectives[ox] for t in everyone]) if everyone else fx
+    all_y = np.array([t.objectives[oy] for t in everyone]) if everyone else fy
+    if _wants_log(all_x):
+        ax.set_xscale("log")
+    if _wants_log(all_y):
+        ax.set_yscale("log")
+    ax.set_xlabel(UNITS.get(ox, ox))
+    ax.set_ylabel(UNITS.get(oy, oy))
+    ax.set_title(title or f"{ox} vs {oy}: hypervolume {info.hypervolume:.4g}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *, title: str = "hypervolume over time") -> Path:
+    path = Path(path)
+    _check_format(path)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    if curve:
+        t, hv = zip(*curve)
+        ax.step(np.array(t) / 60.0, hv, where="post", color="navy")
+        ax.scatter(np.array(t) / 60.0, hv, s=10, color="navy")
+    ax.set_xlabel("wall clock (minutes)")
+    ax.set_ylabel("hypervolume")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path

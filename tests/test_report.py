@@ -1,0 +1,120 @@
+"""Pareto CLI, plots, the HTML report (opened in headless Chromium) and retraining."""
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from autodsnn.cli import main
+from autodsnn.data import TensorLoader, load_dataset
+from autodsnn.experiment import Experiment
+from autodsnn.loop import evaluate
+from autodsnn.models import create_model
+from autodsnn.optimize import optimize
+from autodsnn.pareto import ParetoError, front_info, hypervolume_over_time
+from autodsnn.plots import plot_front
+from autodsnn.report import write_report
+from autodsnn.shift import load_codes
+from autodsnn.store import Run
+
+
+def make_run(path, n=12, seed=0):
+    """A run store with trials at two budgets (numbers made up, the store and analysis real)."""
+    rng = np.random.default_rng(seed)
+    run = Run.create(path, Experiment(objectives=("error", "energy")).to_dict())
+    t0 = 1000.0
+    for i in range(n):
+        budget = 1.0 if i < n // 2 else 3.0
+        err, energy = float(rng.uniform(0.1, 0.9)), float(rng.uniform(1e-5, 1e-3))
+        config = {"shift_type": ["q", "ps", "dense", "none"][i % 4], "shift_depth": 2, "weight_bits": 4,
+                  "optimizer": "adam", "lr": 0.01}
+        result = {"status": "ok", "val_error": err, "energy_kwh": energy, "energy_kwh_total": energy,
+                  "analytic": {"energy_pj_per_sample": 1e6, "model_bits": 1000}, "wall_time": 1.0}
+        run.add(config_id=i, config=config, budget=budget, seed=0, result=result,
+                objectives={"error": err, "energy": energy}, is_default=(i == n - 1), started_at=t0 + i,
+                ended_at=t0 + i + 1)
+    run.add(config_id=99, config={"shift_type": "q"}, budget=1.0, seed=0,
+            result={"status": "failed", "reason": "diverged: loss became nan"}, objectives={})
+    run.close()
+    return path
+
+
+def test_front_info_and_hypervolume_curve(tmp_path):
+    with Run.open(make_run(tmp_path / "run")) as run:
+        info = front_info(run)
+        assert info.budget == 3.0 and len(info.trials) == 6
+        assert info.default_index is not None and info.knee_index is not None
+        curve = hypervolume_over_time(run, info.objectives)
+        hvs = [hv for _, hv in curve]
+        assert hvs == sorted(hvs) and hvs[-1] == pytest.approx(info.hypervolume)  # never decreases
+        with pytest.raises(ParetoError, match="unknown objective 'accuracy'"):
+            front_info(run, ("error", "accuracy"))
+        with pytest.raises(ParetoError, match="no successful trial at budget 7"):
+            front_info(run, budget=7)
+
+
+def test_empty_run_is_a_clear_error(tmp_path):
+    Run.create(tmp_path / "empty", Experiment().to_dict()).close()
+    with Run.open(tmp_path / "empty") as run, pytest.raises(ParetoError, match="no successful trial"):
+        front_info(run)
+    assert main(["pareto", str(tmp_path / "empty")]) == 2
+
+
+@pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
+def test_plot_formats(tmp_path, suffix, magic):
+    with Run.open(make_run(tmp_path / "run")) as run:
+        path = plot_front(front_info(run), tmp_path / f"front{suffix}")
+    data = path.read_bytes()
+    assert data.startswith(magic) and len(data) > 5000
+
+
+def test_pareto_cli_exports(tmp_path, capsys):
+    run = make_run(tmp_path / "run")
+    assert main(["pareto", str(run), "--budget", "all", "--export", str(tmp_path / "f.svg"),
+                 "--csv", str(tmp_path / "f.csv"), "--json", str(tmp_path / "f.json")]) == 0
+    out = capsys.readouterr().out
+    assert "budget 1 epochs" in out and "budget 3 epochs" in out and "[knee]" in out
+    payload = json.loads((tmp_path / "f.json").read_text())
+    assert [p["budget"] for p in payload] == [1.0, 3.0] and all(p["hypervolume"] > 0 for p in payload)
+    assert (tmp_path / "f.csv").read_text().startswith("budget,trial_id")
+    assert main(["pareto", str(run), "--export", str(tmp_path / "f.gif")]) == 2
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_opens_in_headless_chromium(tmp_path):
+    report = write_report(make_run(tmp_path / "run"))
+    text = report.read_text()
+    assert "<img" in text and "Pareto configurations" in text and "diverged" in text
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+                           report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.exists(), proc.stderr[-2000:]
+    from PIL import Image
+    img = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert img.shape == (1600, 1200)
+    assert img.std() > 20  # a rendered page with text and a plot, not a blank screen
+
+
+def test_retrain_on_a_real_small_run(tmp_path):
+    exp = Experiment(dataset="mnist", model="mnist-fc", space="small", train_subset=0.02, val_fraction=0.05,
+                     min_budget=1, max_budget=1, workers=2, budget=20, fixed={"batch_size": 64})
+    optimize(exp, tmp_path / "run", log=lambda s: None)
+    out = tmp_path / "retrained"
+    assert main(["retrain", str(tmp_path / "run"), "--pick", "min-error", "--epochs", "0.3", "--out", str(out)]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["test_samples"] == 10000 and card["train_samples"] == 60000 and card["training_energy_kwh"] > 0
+    assert "min-error of the Pareto front" in card["chosen_by"] and (out / "model_card.md").exists()
+    # The saved model (with its exported shift codes, if any) reproduces the reported test accuracy.
+    model = create_model("mnist-fc", num_classes=10)
+    if card["converted_layers"]:
+        load_codes(model, out / "shift_codes.pt")
+    state = torch.load(out / "model.pt", weights_only=True)["model"]
+    model.load_state_dict(state)
+    test = load_dataset("mnist", val_fraction=0.0).test
+    acc = evaluate(model, TensorLoader.from_dataset(test, 1000)).accuracy
+    assert acc == pytest.approx(card["test_accuracy"], abs=1e-9)
+    assert main(["retrain", str(tmp_path / "run"), "--pick", "12345"]) == 2
