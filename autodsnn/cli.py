@@ -259,8 +259,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _add_analysis_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("pareto", help="Pareto front of a run: table, hypervolume, plot and CSV/JSON export")
-    p.add_argument("run")
+    p = sub.add_parser("pareto", help="Pareto front of a run: table, hypervolume, plot and CSV/JSON export",
+                       description="Pareto front of a run, or with several runs (e.g. seeds) their hypervolumes "
+                                   "under one reference point and the median front with its 25-75%% spread.")
+    p.add_argument("run", nargs="+")
     p.add_argument("--objectives", default=None, help="two or three, comma-separated (default: the run's)")
     p.add_argument("--budget", default="max", help="max (default), all (one front per budget) or a number of epochs")
     p.add_argument("--ref", default=None, help="reference point for the hypervolume, comma-separated")
@@ -296,9 +298,11 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     from .plots import plot_front, point_label
     from .store import Run, StoreError
 
+    if len(args.run) > 1:
+        return _pareto_runs(args)
     try:
         ref = [float(v) for v in args.ref.split(",")] if args.ref else None
-        with Run.open(args.run) as run:
+        with Run.open(args.run[0]) as run:
             objectives = _objectives(args.objectives)
             if args.budget == "all":
                 budgets = sorted({t.budget for t in run.trials(status="ok")})
@@ -340,6 +344,41 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
                     "reference_point": i.ref.tolist(), "front": [r for r in rows if r["budget"] == i.budget]}
                    for i in infos]
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _pareto_runs(args: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+
+    from .pareto import ParetoError, multi_run_info
+    from .plots import plot_runs
+    from .store import Run, StoreError
+
+    try:
+        ref = [float(v) for v in args.ref.split(",")] if args.ref else None
+        with ExitStack() as stack:
+            runs = [stack.enter_context(Run.open(r)) for r in args.run]
+            info = multi_run_info(runs, _objectives(args.objectives), args.budget if args.budget == "max"
+                                  else float(args.budget), ref)
+    except (ParetoError, StoreError, ValueError) as exc:
+        raise CLIError(str(exc).splitlines()[0]) from None
+    q1, med, q3 = (float(v) for v in __import__("numpy").percentile(info.hypervolumes, [25, 50, 75]))
+    print(f"{len(info.infos)} runs, objectives {', '.join(info.objectives)}, shared reference point "
+          f"{', '.join(f'{v:.4g}' for v in info.ref)}")
+    for path, run_info in zip(args.run, info.infos):
+        print(f"  {path}: budget {run_info.budget:g}, {int(run_info.front_mask.sum())} on the front, "
+              f"hypervolume {run_info.hypervolume:.6g}")
+    print(f"hypervolume median {med:.6g} (25-75%: {q1:.6g} - {q3:.6g})")
+    if args.export:
+        try:
+            print(f"wrote {plot_runs(info, args.export)}")
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": args.run, "objectives": list(info.objectives),
+                                               "reference_point": info.ref.tolist(), "hypervolumes": info.hypervolumes,
+                                               "median_hypervolume": med}, indent=2))
         print(f"wrote {args.json}")
     return 0
 

@@ -503,9 +503,14 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
         f"budgets {experiment.min_budget:g}..{experiment.max_budget:g} epochs (eta {experiment.eta}), "
         f"{slots} worker slot(s), " + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))
     try:
-        if resume:
-            _rerun_interrupted(loop)
-        stopped = loop.loop()
+        with warnings.catch_warnings():
+            # SMAC's random forest averages empty leaves early in a run: numpy's notices say
+            # nothing to our users.
+            warnings.filterwarnings("ignore", message="Mean of empty slice")
+            warnings.filterwarnings("ignore", message="invalid value encountered")
+            if resume:
+                _rerun_interrupted(loop)
+            stopped = loop.loop()
     except KeyboardInterrupt:
         loop.interrupt()
         stopped = f"interrupted: continue with `autodsnn optimize --resume {run_dir}`"

@@ -181,3 +181,56 @@ def hypervolume_over_time(run: Run, objectives: Sequence[str], ref: Sequence[flo
         pts = np.array([[r.objectives[o] for o in objectives] for r in rows[:i]])
         curve.append((float(rows[i - 1].values["ended_at"] - start), hypervolume(pts[non_dominated(pts)], info.ref)))
     return curve
+
+
+@dataclass
+class MultiRunInfo:
+    """Several runs (e.g. seeds) at their highest budgets, under one reference point."""
+
+    objectives: tuple[str, ...]
+    infos: list[FrontInfo]
+    ref: np.ndarray
+    hypervolumes: list[float]
+    grid: np.ndarray | None = None          # x values of the attainment curves (2 objectives)
+    attainment: dict[str, np.ndarray] = field(default_factory=dict)  # "25%", "50%", "75%" -> y
+
+    @property
+    def median_hypervolume(self) -> float:
+        return float(np.median(self.hypervolumes))
+
+
+def attainment_curves(fronts: Sequence[np.ndarray], ref: np.ndarray, levels: Sequence[float] = (0.25, 0.5, 0.75),
+                      points: int = 400) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Empirical attainment of 2-D fronts: at each x of a grid, the best y every run reached with
+    x' <= x; the q-level curve is what at least a fraction q of the runs attained (the 50% curve
+    is the median front). y is ``inf`` where too few runs reached that x."""
+    xs_all = np.concatenate([f[:, 0] for f in fronts if len(f)])
+    grid = np.unique(np.concatenate([xs_all, np.linspace(xs_all.min(), ref[0], points)]))
+    per_run = np.full((len(fronts), len(grid)), np.inf)
+    for r, f in enumerate(fronts):
+        for x, y in f:
+            per_run[r, grid >= x] = np.minimum(per_run[r, grid >= x], y)
+    ordered = np.sort(per_run, axis=0)
+    curves = {}
+    for q in levels:
+        k = max(1, int(np.ceil(q * len(fronts))))  # attained by at least k runs
+        curves[f"{int(round(100 * q))}%"] = ordered[k - 1]
+    return grid, curves
+
+
+def multi_run_info(runs: Sequence[Run], objectives: Sequence[str] | None = None, budget: str | float = "max",
+                   ref: Sequence[float] | None = None) -> MultiRunInfo:
+    """Fronts of several runs with a shared reference point, their hypervolumes, and for two
+    objectives the median front with its 25-75% spread (attainment curves)."""
+    if not runs:
+        raise ParetoError("give at least one run")
+    objectives = tuple(objectives or runs[0].experiment.get("objectives") or ("error", "energy"))
+    infos = [front_info(r, objectives, budget) for r in runs]
+    reference = np.asarray(ref, dtype=float) if ref is not None else reference_point(np.vstack([i.points for i in infos]))
+    for i in infos:
+        i.ref = reference
+        i.hypervolume = hypervolume(i.points[i.front_mask], reference)
+    out = MultiRunInfo(objectives, infos, reference, [i.hypervolume for i in infos])
+    if len(objectives) == 2:
+        out.grid, out.attainment = attainment_curves([i.points[i.front_mask] for i in infos], reference)
+    return out

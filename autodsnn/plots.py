@@ -116,3 +116,34 @@ def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *, 
     fig.savefig(path, dpi=150)
     plt.close(fig)
     return path
+
+
+def plot_runs(info: Any, path: str | Path, *, title: str | None = None) -> Path:
+    """Several runs: each run's front as faint points, the median front (50% attainment) as a
+    step line and the 25-75% attainment band shaded."""
+    path = Path(path)
+    _check_format(path)
+    if info.grid is None:
+        raise ValueError("the median front is drawn for two objectives; pass --objectives with two")
+    plt = _pyplot()
+    ox, oy = info.objectives
+    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    for n, run_info in enumerate(info.infos):
+        f = run_info.points[run_info.front_mask]
+        ax.scatter(f[:, 0], f[:, 1], s=16, alpha=0.5, label=f"run {n + 1} front" if n < 6 else None)
+    lo, mid, hi = (np.where(np.isfinite(info.attainment[k]), info.attainment[k], np.nan) for k in ("25%", "50%", "75%"))
+    ax.fill_between(info.grid, lo, hi, step="post", color="crimson", alpha=0.15, label="25-75% attainment")
+    ax.step(info.grid, mid, where="post", color="crimson", lw=1.8, label="median front")
+    ys = np.concatenate([i.points[:, 1] for i in info.infos])
+    if _wants_log(ys):
+        ax.set_yscale("log")
+    ax.set_xlabel(UNITS.get(ox, ox))
+    ax.set_ylabel(UNITS.get(oy, oy))
+    ax.set_title(title or f"{len(info.infos)} runs: median hypervolume {info.median_hypervolume:.4g}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path

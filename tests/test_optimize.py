@@ -149,3 +149,29 @@ def test_objective_values():
           "analytic": {"energy_pj_per_sample": 5.0, "model_bits": 100}}
     assert objective_values(ok, ("error", "energy", "model_bits")) == {"error": 0.1, "energy": 3e-5, "model_bits": 100.0}
     assert objective_values({**ok, "status": "failed"}, ("error", "energy")) is None
+
+
+def _killing_trial(payload):
+    """Kills its own worker process (as the OOM killer would) for Q designs, else sleeps briefly."""
+    import os as _os
+    import signal as _signal
+    import time as _time
+    if payload["hparams"].get("shift_type") == "q":
+        _os.kill(_os.getpid(), _signal.SIGKILL)
+    _time.sleep(0.3)
+    return {"status": "ok", "val_error": 0.5, "energy_kwh": 1e-6, "energy_kwh_total": 1e-6, "wall_time": 0.3,
+            "analytic": {"energy_pj_per_sample": 1.0, "model_bits": 1}}
+
+
+def test_a_trial_that_kills_its_worker_is_recorded_and_the_run_goes_on(tmp_path):
+    space = _write(tmp_path / "s.yaml", "hyperparameters:\n"
+                   "  shift_type: {choices: [ps, q, dense], default: ps}\n"
+                   "  lr: {low: 0.001, high: 0.1, log: true, default: 0.01}\n")
+    summary = optimize(Experiment(**{**TINY, "space": space}, budget=40), tmp_path / "run", log=lambda s: None,
+                       trial_fn=_killing_trial)
+    trials = rows(tmp_path / "run")
+    killed = [t for t in trials if t.config.get("shift_type") == "q"]
+    assert killed and all(t.status == "failed" and "worker died" in t.reason for t in killed)
+    assert all(t.result["wall_time"] > 0 for t in killed)  # the lost attempt's time is kept
+    ok_after = [t for t in trials if t.status == "ok" and t.trial_id > killed[0].trial_id]
+    assert ok_after and summary.counts.get("ok", 0) >= 3

@@ -118,3 +118,26 @@ def test_retrain_on_a_real_small_run(tmp_path):
     acc = evaluate(model, TensorLoader.from_dataset(test, 1000)).accuracy
     assert acc == pytest.approx(card["test_accuracy"], abs=1e-9)
     assert main(["retrain", str(tmp_path / "run"), "--pick", "12345"]) == 2
+
+
+def test_several_runs_median_front_and_shared_reference(tmp_path, capsys):
+    from autodsnn.pareto import multi_run_info
+    paths = [make_run(tmp_path / f"run{s}", seed=s) for s in range(3)]
+    runs = [Run.open(p) for p in paths]
+    try:
+        info = multi_run_info(runs)
+        assert all(np.array_equal(i.ref, info.ref) for i in info.infos)  # one reference point for all
+        assert len(info.hypervolumes) == 3 and info.median_hypervolume == pytest.approx(np.median(info.hypervolumes))
+        lo, mid, hi = info.attainment["25%"], info.attainment["50%"], info.attainment["75%"]
+        assert np.all(lo <= mid) and np.all(mid <= hi)  # the band contains the median front
+        # the 100%-attained curve would be the worst run's: every run reaches the median wherever it is finite
+        for i in info.infos:
+            f = i.points[i.front_mask]
+            assert np.all(np.isfinite(mid[info.grid >= info.grid.max()]))
+            assert f[:, 1].min() >= lo[np.isfinite(lo)].min() - 1e-12
+    finally:
+        for r in runs:
+            r.close()
+    assert main(["pareto", *map(str, paths), "--export", str(tmp_path / "median.png")]) == 0
+    out = capsys.readouterr().out
+    assert "hypervolume median" in out and (tmp_path / "median.png").stat().st_size > 5000
