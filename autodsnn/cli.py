@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 EXIT_USAGE = 2
 
@@ -328,10 +328,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
                          "knee": idx == info.knee_index, "is_default": t.is_default,
                          "dominates_default": bool(cmp and cmp["dominates_default"]), **t.config})
     if args.export:
-        try:
-            print(f"wrote {plot_front(infos[-1], args.export)}")
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
+        _export_plot(plot_front, infos[-1], args.export)
     if args.csv:
         keys = sorted({k for r in rows for k in r}, key=lambda k: (k not in ("budget", "trial_id"), k))
         with open(args.csv, "w", newline="") as f:
@@ -346,6 +343,13 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
         print(f"wrote {args.json}")
     return 0
+
+
+def _export_plot(plot: Any, info: Any, path: str) -> None:
+    try:
+        print(f"wrote {plot(info, path)}")
+    except ValueError as exc:  # an unknown file format, or a plot the objectives do not allow
+        raise CLIError(str(exc)) from None
 
 
 def _pareto_runs(args: argparse.Namespace) -> int:
@@ -371,10 +375,7 @@ def _pareto_runs(args: argparse.Namespace) -> int:
               f"hypervolume {run_info.hypervolume:.6g}")
     print(f"hypervolume median {med:.6g} (25-75%: {q1:.6g} - {q3:.6g})")
     if args.export:
-        try:
-            print(f"wrote {plot_runs(info, args.export)}")
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
+        _export_plot(plot_runs, info, args.export)
     if args.json:
         Path(args.json).write_text(json.dumps({"runs": args.run, "objectives": list(info.objectives),
                                                "reference_point": info.ref.tolist(), "hypervolumes": info.hypervolumes,

@@ -152,7 +152,7 @@ def start_client(workers: int, scheduler: str | None) -> tuple[Any, Any, int, in
     dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": threads,
                      "distributed.nanny.pre-spawn-environ.MKL_NUM_THREADS": threads})
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, silence_logs=logging.CRITICAL)  # we report failures ourselves
     return Client(cluster), cluster, workers, threads
 
 
@@ -304,7 +304,8 @@ class _Optimizer:
         except Exception as exc:  # noqa: BLE001 - the worker died or the task could not run
             name = type(exc).__name__
             why = "its worker died (killed, e.g. by the out-of-memory killer)" if name == "KilledWorker" else str(exc)
-            result = {"status": "failed", "reason": f"{name}: {why}".splitlines()[0], "budget": pending.budget,
+            result = {"status": "failed", "reason": f"worker failure: {name}: {why}".splitlines()[0],
+                      "budget": pending.budget,
                       "wall_time": time.time() - pending.started, "hparams": pending.config}
         objectives = objective_values(result, self.exp.objectives) or {}
         trial_id = self.run.add(config_id=pending.config_id, config=pending.config, budget=pending.budget,

@@ -45,6 +45,21 @@ def point_label(config: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def _save(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str, dpi: int = 150) -> Path:
+    """Labels, grid, legend, then write the file (format from its extension) and free the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
+
+
 def _wants_log(values: np.ndarray) -> bool:
     v = values[values > 0]
     return len(v) > 1 and v.max() / v.min() > 30  # spans more than ~1.5 decades
@@ -86,16 +101,8 @@ def plot_front(info: FrontInfo, path: str | Path, *, title: str | None = None, d
         ax.set_xscale("log")
     if _wants_log(all_y):
         ax.set_yscale("log")
-    ax.set_xlabel(UNITS.get(ox, ox))
-    ax.set_ylabel(UNITS.get(oy, oy))
-    ax.set_title(title or f"{ox} vs {oy}: hypervolume {info.hypervolume:.4g}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel=UNITS.get(ox, ox), ylabel=UNITS.get(oy, oy),
+                 title=title or f"{ox} vs {oy}: hypervolume {info.hypervolume:.4g}", dpi=dpi)
 
 
 def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *, title: str = "hypervolume over time") -> Path:
@@ -107,15 +114,7 @@ def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *, 
         t, hv = zip(*curve)
         ax.step(np.array(t) / 60.0, hv, where="post", color="navy")
         ax.scatter(np.array(t) / 60.0, hv, s=10, color="navy")
-    ax.set_xlabel("wall clock (minutes)")
-    ax.set_ylabel("hypervolume")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel="wall clock (minutes)", ylabel="hypervolume", title=title)
 
 
 def plot_runs(info: Any, path: str | Path, *, title: str | None = None) -> Path:
@@ -137,13 +136,5 @@ def plot_runs(info: Any, path: str | Path, *, title: str | None = None) -> Path:
     ys = np.concatenate([i.points[:, 1] for i in info.infos])
     if _wants_log(ys):
         ax.set_yscale("log")
-    ax.set_xlabel(UNITS.get(ox, ox))
-    ax.set_ylabel(UNITS.get(oy, oy))
-    ax.set_title(title or f"{len(info.infos)} runs: median hypervolume {info.median_hypervolume:.4g}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, xlabel=UNITS.get(ox, ox), ylabel=UNITS.get(oy, oy),
+                 title=title or f"{len(info.infos)} runs: median hypervolume {info.median_hypervolume:.4g}")

@@ -141,3 +141,20 @@ def test_several_runs_median_front_and_shared_reference(tmp_path, capsys):
     assert main(["pareto", *map(str, paths), "--export", str(tmp_path / "median.png")]) == 0
     out = capsys.readouterr().out
     assert "hypervolume median" in out and (tmp_path / "median.png").stat().st_size > 5000
+
+
+def test_retrain_from_config_without_a_run(tmp_path, capsys):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("shift_type: q\nweight_bits: 4\noptimizer: sgd\nlr: 0.05\nmomentum: 0.9\nbatch_size: 128\n")
+    out = tmp_path / "out"
+    assert main(["retrain", "--from-config", str(cfg), "--dataset", "mnist", "--model", "mnist-fc",
+                 "--epochs", "0.1", "--out", str(out)]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["configuration"]["weight_bits"] == 4 and card["converted_layers"] == 3
+    assert card["test_accuracy"] > 0.5 and "configuration file" in card["chosen_by"]
+    assert main(["retrain", "--from-config", str(cfg)]) == 2  # needs data set, model and epochs
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("shift_type: q\nwieght_bits: 4\n")
+    assert main(["retrain", "--from-config", str(bad), "--dataset", "mnist", "--model", "mnist-fc",
+                 "--epochs", "0.1", "--out", str(out)]) == 2
+    assert "unknown hyperparameter 'wieght_bits'" in capsys.readouterr().err

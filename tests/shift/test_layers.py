@@ -192,7 +192,7 @@ def test_auto_shift_max_minimizes_rounding_error_and_survives_state_dict():
         cfg = ShiftConfig(mode="q", weight_bits=bits, shift_max="auto")
         layer = ShiftLinear.from_float(lin, cfg).eval()
         err = lambda top_: float((ShiftLinear.from_float(lin, cfg.replace(shift_max=top_)).eval().quantized_weight()  # noqa: E731
-                                  - w).square().sum())
+                                  - w).detach().square().sum())
         chosen = layer.codes.shift_max
         errors = {c: err(c) for c in range(top - 8, top + 4)}
         assert errors[chosen] <= min(errors.values()) * (1 + 1e-3)  # (near) least rounding error
