@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import models
-from .data import dataset_info, normalize_name
+from .data import dataset_info, find_local, load_dataset, normalize_name
 from .experiment import Experiment, ExperimentError
 from .pareto import non_dominated
 from .space import load_space
@@ -452,10 +452,13 @@ def summarize(run: Run, objectives: tuple[str, ...], stopped: str = "") -> RunSu
 def _check_experiment(experiment: Experiment) -> int:
     """Fail before any trial runs: data set, model and space must all resolve."""
     try:
-        info = dataset_info(normalize_name(experiment.dataset))
+        name = normalize_name(experiment.dataset)
+        info = dataset_info(name)
+        if name not in ("digits", "synthetic", "imagenet") and find_local(name, experiment.data_dir) is None:
+            load_dataset(name, data_dir=experiment.data_dir)  # the download path, or its one-line error
         max_layers = models.num_convertible_layers(experiment.model, num_classes=info.num_classes,
                                                    input_size=info.input_shape)
-    except ValueError as exc:
+    except ValueError as exc:  # DatasetNotFoundError is one
         raise ExperimentError(str(exc)) from None
     space = load_space(experiment.space, max_layers=max_layers, seed=experiment.seed)
     # Every default/fixed value must be something train accepts.

@@ -176,3 +176,14 @@ def test_a_trial_that_kills_its_worker_is_recorded_and_the_run_goes_on(tmp_path)
     assert all(t.result["wall_time"] > 0 for t in killed)  # the lost attempt's time is kept
     ok_after = [t for t in trials if t.status == "ok" and t.trial_id > killed[0].trial_id]
     assert ok_after and summary.counts.get("ok", 0) >= 3
+
+
+def test_missing_data_set_is_reported_before_any_worker_starts(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+    # A closed local port: the real download path fails at once, with or without a network.
+    monkeypatch.setattr(tvd.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    monkeypatch.setenv("AUTODSNN_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ExperimentError, match="cifar10"):
+        optimize(Experiment(**{**TINY, "dataset": "cifar10", "model": "resnet20", "data_dir": str(tmp_path / "none")},
+                            budget=10), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
