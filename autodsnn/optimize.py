@@ -196,10 +196,11 @@ def _plain_config(config: Any) -> dict[str, Any]:
 
 
 def _bracket_epochs(experiment: Experiment) -> float:
-    """Epochs of Hyperband's most aggressive bracket (min_budget to max_budget)."""
+    """Epochs of Hyperband's most aggressive bracket (min_budget to max_budget): each of its
+    s + 1 rungs runs eta^(s-i) configurations for max_budget / eta^(s-i) epochs, max_budget in all."""
     eta, lo, hi = experiment.eta, experiment.min_budget, experiment.max_budget
     s = int(math.floor(math.log(hi / lo, eta) + 1e-9))
-    return sum((eta ** (s - i)) * hi / eta ** (s - i) for i in range(s + 1))
+    return (s + 1) * hi
 
 
 @dataclass

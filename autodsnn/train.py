@@ -20,7 +20,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
@@ -381,5 +381,3 @@ def result_summary(result: TrialResult) -> str:
             f"{result.energy_kwh * 1e3:.4f} Wh, {result.emissions_kg * 1e3:.4f} g CO2eq"
             + (f" ({result.reason})" if result.reason else ""))
 
-
-Callback = Callable[[TrialResult], None]

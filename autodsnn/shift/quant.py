@@ -147,8 +147,7 @@ def round_pow2_values(w: torch.Tensor, codes: "CodeSet") -> torch.Tensor:
     ``sign * 2^exp`` from :func:`quantize_pow2`); float32 takes the integer bit path."""
     # shift_min >= -125: every subnormal input then lies below the smallest level's threshold, so
     # the bit trick (which reads subnormal mantissas as if normal) cannot misround one.
-    if w.dtype != torch.float32 or not _f32_normal(max(codes.shift_min, -125), codes.shift_max) \
-            or codes.shift_min < -125:
+    if w.dtype != torch.float32 or codes.shift_min < -125 or codes.shift_max > 127:
         sign, exp = quantize_pow2(w, codes)
         return sign * pow2(exp, w.dtype, (codes.shift_min, codes.shift_max))
     bits = w.view(torch.int32)
