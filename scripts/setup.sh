@@ -44,4 +44,9 @@ if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
   fi
 fi
 
+# Build (or find cached) the native CPU shift kernels now, not in the middle of a first run.
+"$VENV/bin/python" -c "from autodsnn.shift.kernels import native_cpu; import sys; sys.exit(native_cpu() is None)" \
+  && echo "[setup] native CPU shift kernels: ready" \
+  || echo "[setup] native CPU shift kernels unavailable: layers use the PyTorch fallback"
+
 "$VENV/bin/python" -m autodsnn.setup_check
