@@ -4,6 +4,7 @@
 // beyond the output tensor.
 #include <torch/extension.h>
 #include <omp.h>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -83,6 +84,29 @@ torch::Tensor linear_float(torch::Tensor x, torch::Tensor packed, torch::Tensor 
   return out;
 }
 
+// Fixed-point rounding of activations in one pass: clamp to [lo, hi], scale by 2^frac, round to
+// nearest with ties to even (rint under the default rounding mode), scale back. The same
+// operations in the same order as the PyTorch path in autodsnn/shift/quant.py, so the results
+// are identical.
+torch::Tensor fixed_point_forward(torch::Tensor x, double scale, double lo, double hi) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && x.is_contiguous() && x.device().is_cpu(),
+              "x must be a contiguous float32 CPU tensor");
+  auto out = torch::empty_like(x);
+  const float* xp = x.data_ptr<float>();
+  float* yp = out.data_ptr<float>();
+  const float s = static_cast<float>(scale), inv = static_cast<float>(1.0 / scale);
+  const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+  const int64_t n = x.numel();
+#pragma omp parallel for schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) {
+    float v = xp[i];
+    v = v < flo ? flo : (v > fhi ? fhi : v);
+    yp[i] = std::rint(v * s) * inv;
+  }
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("linear_float", &linear_float, "shift linear layer, float activations, packed codes (CPU)");
+  m.def("fixed_point_forward", &fixed_point_forward, "fused fixed-point rounding of activations (CPU)");
 }

@@ -14,23 +14,14 @@ and only the accumulation order differs from PyTorch's.
 """
 from __future__ import annotations
 
-import os
-import threading
-import warnings
-from pathlib import Path
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .layers import FrozenWeight, InputQuantizer, ShiftLinear
+from .native import native_cpu
 from .quant import CodeSet
 
-NATIVE_DIR = Path(__file__).resolve().parents[2] / "native"
-_LOCK = threading.Lock()
-_NATIVE: Any = None
-_NATIVE_ERROR: str | None = None
 
 
 def pack_codes(codes: torch.Tensor, weight_bits: int) -> torch.Tensor:
@@ -49,39 +40,6 @@ def unpack_codes(packed: torch.Tensor, weight_bits: int, in_features: int) -> to
         return packed[:, :in_features]
     low, high = packed & 0xF, packed >> 4
     return torch.stack([low, high], dim=2).reshape(packed.shape[0], -1)[:, :in_features]
-
-
-def _cache_dir() -> Path:
-    root = Path(os.environ.get("AUTODSNN_CACHE", Path.home() / ".cache" / "autodsnn"))
-    return root / "extensions" / f"torch-{torch.__version__.split('+')[0]}"
-
-
-def native_cpu() -> Any | None:
-    """The compiled CPU module, building it on first use; None (with one warning) if it cannot be built."""
-    global _NATIVE, _NATIVE_ERROR
-    with _LOCK:
-        if _NATIVE is not None or _NATIVE_ERROR is not None:
-            return _NATIVE
-        try:
-            import logging
-
-            # torch warns that no CUDA runtime exists when building a CPU-only extension: expected here
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            from torch.utils.cpp_extension import load
-
-            build = _cache_dir()
-            build.mkdir(parents=True, exist_ok=True)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _NATIVE = load(name="autodsnn_shift_cpu", sources=[str(NATIVE_DIR / "shift_cpu.cpp")],
-                               extra_cflags=["-O3", "-fopenmp", "-march=native"], extra_ldflags=["-fopenmp"],
-                               build_directory=str(build), verbose=False)
-        except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, no headers: fall back
-            _NATIVE_ERROR = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            warnings.warn(f"autodsnn: native shift kernels unavailable ({_NATIVE_ERROR}); using the PyTorch "
-                          "fallback. Install a C++ compiler and ninja (pip install ninja) to build them.",
-                          stacklevel=2)
-        return _NATIVE
 
 
 class DeployedShiftLinear(nn.Module):

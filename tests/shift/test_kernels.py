@@ -53,3 +53,20 @@ def test_deployed_model_predicts_like_the_emulated_one():
     deployed = model(x)
     assert torch.equal(deployed.argmax(1), emulated.argmax(1))
     assert torch.allclose(deployed, emulated, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", [(3, 5, True), (2, 4, False), (8, 8, True), (16, 12, True)])
+def test_native_fixed_point_equals_torch_path(fmt):
+    from autodsnn.shift.quant import FixedPoint, quantize_fixed_point
+    f = FixedPoint(*fmt)
+    x = torch.randn(40_000) * 2 ** (f.int_bits + 1)
+    x[:8] = torch.tensor([0.5, 1.5, -0.5, 2.5, float("nan"), float("inf"), -float("inf"), 0.0]) / 2 ** f.frac_bits
+    grid = x.view(200, 200)
+    native = quantize_fixed_point(grid, f)  # CPU float32 contiguous: the native pass
+    reference = quantize_fixed_point(grid.t(), f).t()  # non-contiguous: the PyTorch path
+    assert torch.equal(native.isnan(), reference.isnan())
+    assert torch.equal(native[~native.isnan()], reference[~reference.isnan()])
+    assert native.is_contiguous() and not grid.t().is_contiguous()
+    y = x.clone().requires_grad_()
+    quantize_fixed_point(y, f).sum().backward()  # the backward is unchanged: clipped STE
+    assert set(y.grad.unique().tolist()) <= {0.0, 1.0}
