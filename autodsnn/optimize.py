@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from . import models
 from .data import dataset_info, find_local, load_dataset, normalize_name
 from .experiment import Experiment, ExperimentError
-from .pareto import non_dominated
+from .pareto import ParetoError, front_info
 from .space import load_space
 from .store import Run, StoreError
 from .train import HParams, Task
@@ -435,22 +434,18 @@ class _Optimizer:
 
 def summarize(run: Run, objectives: tuple[str, ...], stopped: str = "") -> RunSummary:
     """The front at the highest budget that has successful trials, and the default's row there."""
-    rows = [r for r in run.trials(status="ok") if all(o in r.objectives for o in objectives)]
     counts, elapsed = run.counts(), float(run.meta("elapsed_seconds") or 0.0)
-    if not rows:
+    try:
+        info = front_info(run, objectives)
+    except ParetoError:  # no successful trial yet
         return RunSummary(run.path, counts, elapsed, None, stopped=stopped)
-    top = max(r.budget for r in rows)
-    at_top = [r for r in rows if r.budget == top]
-    points = np.array([[r.objectives[o] for o in objectives] for r in at_top])
-    mask = non_dominated(points)
     as_dict = lambda r: {"trial_id": r.trial_id, "config": r.config, "objectives": r.objectives,  # noqa: E731
                          "is_default": r.is_default, "budget": r.budget}
-    front = sorted((as_dict(r) for r, m in zip(at_top, mask) if m), key=lambda d: d["objectives"][objectives[0]])
-    default = next((as_dict(r) for r in at_top if r.is_default), None)
-    return RunSummary(run.path, counts, elapsed, top, front, default, stopped)
+    default = None if info.default_index is None else as_dict(info.trials[info.default_index])
+    return RunSummary(run.path, counts, elapsed, info.budget, [as_dict(r) for r in info.front], default, stopped)
 
 
-def _check_experiment(experiment: Experiment) -> int:
+def _check_experiment(experiment: Experiment) -> tuple[int, Any]:
     """Fail before any trial runs: data set, model and space must all resolve."""
     try:
         name = normalize_name(experiment.dataset)
@@ -464,7 +459,7 @@ def _check_experiment(experiment: Experiment) -> int:
     space = load_space(experiment.space, max_layers=max_layers, seed=experiment.seed)
     # Every default/fixed value must be something train accepts.
     HParams.from_dict({**experiment.fixed, **_plain_config(space.get_default_configuration())})
-    return max_layers
+    return max_layers, space
 
 
 def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = False, client: Any = None,
@@ -483,11 +478,10 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
                                   f"({getattr(saved, diff[0])!r} vs {getattr(experiment, diff[0])!r}); only "
                                   f"{', '.join(Experiment.RESUMABLE)} may change on resume")
         run.set_meta("experiment", experiment.to_dict())
-        max_layers = _check_experiment(experiment)
+        max_layers, space = _check_experiment(experiment)
     else:
-        max_layers = _check_experiment(experiment)  # before the run directory exists
+        max_layers, space = _check_experiment(experiment)  # before the run directory exists
         run = Run.create(run_dir, experiment.to_dict())
-    space = load_space(experiment.space, max_layers=max_layers, seed=experiment.seed)
     facade = build_facade(experiment, space, run_dir, overwrite=not resume)
     elapsed_before = float(run.meta("elapsed_seconds") or 0.0)
     remaining = (experiment.budget - elapsed_before) if experiment.budget else math.inf
@@ -532,18 +526,17 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
 
 def _rerun_interrupted(loop: _Optimizer) -> None:
     """Trials SMAC still lists as running were lost with the previous process: run them again."""
+    from smac.runhistory.dataclasses import TrialInfo
     from smac.runhistory.enumerations import StatusType
 
     rh = loop.smac.runhistory
-    stored = {(r.config_id, r.budget) for r in loop.run.trials()}
+    stored = {(r.config_id, r.budget): r for r in loop.run.trials()}
     for key, value in list(rh.items()):
         if value.status == StatusType.RUNNING:
-            from smac.runhistory.dataclasses import TrialInfo
-
             config = rh.get_config(key.config_id)
             info = TrialInfo(config=config, instance=key.instance, seed=key.seed, budget=key.budget)
-            if (key.config_id, float(key.budget)) in stored:
-                row = next(r for r in loop.run.trials() if (r.config_id, r.budget) == (key.config_id, float(key.budget)))
+            row = stored.get((key.config_id, float(key.budget)))
+            if row is not None:
                 loop._tell(info, row.result)  # finished but not yet told: tell from the store
             else:
                 loop.log(f"re-running trial (config {key.config_id}, budget {key.budget:g}) lost by the previous run")

@@ -276,9 +276,6 @@ class _ShiftLayerMixin:
     def sign_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.weight_quant.sign_and_shift()
 
-    def _shift_repr(self) -> str:
-        return f"mode={self.weight_quant.mode}"
-
 
 class ShiftLinear(_ShiftLayerMixin, nn.Linear):
     """`nn.Linear` with power-of-two weights (and optionally fixed-point inputs)."""
