@@ -1,87 +1,629 @@
-// CPU kernels for frozen shift layers (autodsnn.shift.kernels). Float mode: every weight code
-// decodes to an exact +-2^k or 0 through a 256-entry table, so each product is exact and only the
-// accumulation rounds. OpenMP over output features (and batch rows); no heap allocation per call
-// beyond the output tensor.
+// CPU kernels for frozen shift layers (autodsnn.shift.kernels).
+//
+// Float mode: each weight code decodes to an exact +-2^k (or 0), so every product is exact and
+// only the float32 accumulation rounds. Integer mode: inputs are rounded to fixed point
+// (rint(clamp(x, lo, hi) * in_scale), ties to even), each weight is applied as a shift of that
+// integer and a sign, the sum is kept in int32 (Python checks it cannot overflow), then rounded
+// once to float32 and scaled by a power of two: the result equals the exact reference in
+// autodsnn/shift/integer.py bit for bit. Build with -ffp-contract=off so that scale-then-add
+// epilogues are not fused into one rounding.
+//
+// Layouts (built by autodsnn/shift/kernels.py):
+//   canonical code: neg << (code_bits - 1) | j, code_bits 4 (weight_bits <= 4) or 8; zero codes
+//     have neg = 0.
+//   linear "panels": (ceil(O/32), K, 32 codes): for each block of 32 outputs and each input k the
+//     32 codes are adjacent. 4-bit: 16 bytes, byte t holds output t (low nibble) and output
+//     16+t (high nibble); 8-bit: 32 bytes. One vector load decodes 32 weights of one column.
+//   conv "rows": (O, K) codes row-major, K = (C/groups)*kh*kw in PyTorch's (c, ki, kj) order,
+//     4-bit codes two per byte (even column in the low nibble). Conv weights are decoded per call
+//     (a few thousand codes) into per-thread buffers that only ever grow.
+//
+// Parallelism: OpenMP over (output panel, batch-row block) for linear layers, so batch 1 uses
+// every core, and over (image, group, 32-position tile) for convolutions.
 #include <torch/extension.h>
 #include <omp.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <vector>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define AUTODSNN_AVX512 1
+#else
+#define AUTODSNN_AVX512 0
+#endif
 
 namespace {
 
-// Decode table: value of every possible code byte (weight_bits <= 8) for this layer's code set.
-std::vector<float> make_table(int64_t weight_bits, int64_t shift_max, bool has_zero) {
-  std::vector<float> table(256, 0.0f);
-  const int sign_bit = 1 << (weight_bits - 1);
-  for (int code = 0; code < (1 << weight_bits); ++code) {
-    const int j = code & (sign_bit - 1);
-    const bool negative = code & sign_bit;
-    float value;
-    if (has_zero && j == 0) {
-      value = 0.0f;
-    } else {
-      const int shift = has_zero ? static_cast<int>(shift_max) - (j - 1) : static_cast<int>(shift_max) - j;
-      value = std::ldexp(1.0f, shift);
-    }
-    table[code] = negative ? -value : value;
+constexpr int kPanel = 32;   // outputs per linear panel
+constexpr int kRows = 8;     // batch rows per linear tile / output channels per conv tile
+constexpr int kTile = 32;    // output positions per conv tile
+
+bool g_poison = false;  // tests: fill outputs with NaN first, so unwritten elements show
+
+torch::Tensor new_output(at::IntArrayRef sizes, const torch::Tensor& like) {
+  auto y = torch::empty(sizes, like.options());
+  if (g_poison) y.fill_(std::numeric_limits<float>::quiet_NaN());
+  return y;
+}
+
+template <typename T>
+T* grow(std::vector<T>& buf, size_t n) {  // per-thread scratch: allocates only when it must grow
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+inline int code_at(const uint8_t* row, int64_t k, int code_bits) {
+  return code_bits == 4 ? (row[k >> 1] >> ((k & 1) * 4)) & 0xF : row[k];
+}
+
+// Inputs rounded to integers exactly as FixedPoint rounding does (clamp, scale, rint).
+void quantize_inputs(const float* x, int64_t n, float in_scale, float lo, float hi, int32_t* q) {
+#pragma omp parallel for schedule(static) if (n > 32768)
+  for (int64_t i = 0; i < n; ++i) {
+    float v = x[i];
+    v = v < lo ? lo : (v > hi ? hi : v);
+    q[i] = static_cast<int32_t>(std::nearbyint(v * in_scale));
   }
-  return table;
+}
+
+struct Geometry {
+  int64_t N, C, H, W, OC, kh, kw, sh, sw, ph, pw, dh, dw, G, Cg, OCg, K, OH, OW, P;
+};
+
+Geometry conv_geometry(const torch::Tensor& x, int64_t OC, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                       int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+  TORCH_CHECK(x.dim() == 4, "conv input must be NCHW, got ", x.dim(), " dims");
+  Geometry g{};
+  g.N = x.size(0); g.C = x.size(1); g.H = x.size(2); g.W = x.size(3);
+  g.OC = OC; g.kh = kh; g.kw = kw; g.sh = sh; g.sw = sw; g.ph = ph; g.pw = pw; g.dh = dh; g.dw = dw; g.G = G;
+  TORCH_CHECK(G >= 1 && g.C % G == 0 && OC % G == 0, "channels (", g.C, " in, ", OC, " out) must divide by groups=", G);
+  TORCH_CHECK(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, "bad stride/dilation/padding");
+  g.Cg = g.C / G; g.OCg = OC / G; g.K = g.Cg * kh * kw;
+  g.OH = (g.H + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+  g.OW = (g.W + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+  TORCH_CHECK(g.OH > 0 && g.OW > 0, "input ", g.H, "x", g.W, " is too small for this convolution");
+  g.P = g.OH * g.OW;
+  return g;
+}
+
+// im2col for one tile of up to kTile output positions of image n, group grp: col[k][t]. Runs of
+// positions in the same output row are copied as contiguous (stride 1) or strided segments.
+template <typename T>
+void pack_tile(const T* x, const Geometry& g, int64_t n, int64_t grp, int64_t p0, int64_t np, T* col) {
+  const T* xg = x + (n * g.C + grp * g.Cg) * g.H * g.W;
+  int64_t t = 0;
+  while (t < np) {
+    const int64_t p = p0 + t, oh = p / g.OW, ow = p % g.OW;
+    const int64_t len = std::min(np - t, g.OW - ow);
+    for (int64_t c = 0; c < g.Cg; ++c) {
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          T* dst = col + ((c * g.kh + ki) * g.kw + kj) * kTile + t;
+          if (ih < 0 || ih >= g.H) {
+            std::fill(dst, dst + len, T(0));
+            continue;
+          }
+          const int64_t base = ow * g.sw - g.pw + kj * g.dw;  // input column of the segment's first position
+          int64_t lo = base >= 0 ? 0 : (-base + g.sw - 1) / g.sw;
+          int64_t hi = (g.W - 1 - base) < 0 ? 0 : (g.W - 1 - base) / g.sw + 1;
+          lo = std::min(lo, len);
+          hi = std::max(lo, std::min(hi, len));
+          const T* src = xg + (c * g.H + ih) * g.W + base;
+          std::fill(dst, dst + lo, T(0));
+          if (g.sw == 1) {
+            std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(T));
+          } else {
+            for (int64_t u = lo; u < hi; ++u) dst[u] = src[u * g.sw];
+          }
+          std::fill(dst + hi, dst + len, T(0));
+        }
+      }
+    }
+    t += len;
+  }
+  if (np < kTile) {  // unused lanes: zeros, so the tail of the tile computes harmless values
+    for (int64_t k = 0; k < g.K; ++k) std::fill(col + k * kTile + np, col + (k + 1) * kTile, T(0));
+  }
+}
+
+#if AUTODSNN_AVX512
+
+inline __mmask16 lane_mask(int64_t valid) {
+  return valid >= 16 ? static_cast<__mmask16>(0xFFFF) : valid <= 0 ? 0 : static_cast<__mmask16>((1u << valid) - 1);
+}
+
+// ---- linear, float mode ---------------------------------------------------------------------
+struct DecodeF4 {  // 16-entry table in one register, indexed by the 4-bit code (permutexvar uses 4 bits)
+  static constexpr int kBytes = 16;
+  __m512 table;
+  inline void operator()(const uint8_t* p, __m512& w0, __m512& w1) const {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    w0 = _mm512_permutexvar_ps(v, table);
+    w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
+  }
+};
+
+struct DecodeF8 {  // exponent arithmetic: bits = sign << 31 | (e_top - j) << 23, zero code -> 0
+  static constexpr int kBytes = 32;
+  __m512i e_top;
+  bool has_zero;
+  inline __m512 one(const uint8_t* p) const {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i j = _mm512_and_si512(v, _mm512_set1_epi32(0x7F));
+    __m512i bits = _mm512_slli_epi32(_mm512_sub_epi32(e_top, j), 23);
+    bits = _mm512_or_si512(bits, _mm512_and_si512(_mm512_slli_epi32(v, 24), _mm512_set1_epi32(INT32_MIN)));
+    if (has_zero) bits = _mm512_maskz_mov_epi32(_mm512_test_epi32_mask(j, j), bits);
+    return _mm512_castsi512_ps(bits);
+  }
+  inline void operator()(const uint8_t* p, __m512& w0, __m512& w1) const {
+    w0 = one(p);
+    w1 = one(p + 16);
+  }
+};
+
+// MR batch rows x 32 outputs over all K; U independent accumulator sets hide FMA latency when
+// MR is small (batch 1 would otherwise wait on two dependency chains).
+template <int MR, int U, typename Dec>
+void linear_f32_tile(const float* x, int64_t K, const uint8_t* panel, const Dec& dec, const float* bias,
+                     float* y, int64_t O, int64_t valid) {
+  __m512 acc[U][MR][2];
+  for (int u = 0; u < U; ++u)
+    for (int r = 0; r < MR; ++r) acc[u][r][0] = acc[u][r][1] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + U <= K; k += U) {
+#pragma GCC unroll 8
+    for (int u = 0; u < U; ++u) {
+      __m512 w0, w1;
+      dec(panel + (k + u) * Dec::kBytes, w0, w1);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m512 xb = _mm512_set1_ps(x[r * K + k + u]);
+        acc[u][r][0] = _mm512_fmadd_ps(xb, w0, acc[u][r][0]);
+        acc[u][r][1] = _mm512_fmadd_ps(xb, w1, acc[u][r][1]);
+      }
+    }
+  }
+  for (; k < K; ++k) {
+    __m512 w0, w1;
+    dec(panel + k * Dec::kBytes, w0, w1);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[r * K + k]);
+      acc[0][r][0] = _mm512_fmadd_ps(xb, w0, acc[0][r][0]);
+      acc[0][r][1] = _mm512_fmadd_ps(xb, w1, acc[0][r][1]);
+    }
+  }
+  const __mmask16 m0 = lane_mask(valid), m1 = lane_mask(valid - 16);
+  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  for (int r = 0; r < MR; ++r) {
+    __m512 s0 = acc[0][r][0], s1 = acc[0][r][1];
+    for (int u = 1; u < U; ++u) {
+      s0 = _mm512_add_ps(s0, acc[u][r][0]);
+      s1 = _mm512_add_ps(s1, acc[u][r][1]);
+    }
+    _mm512_mask_storeu_ps(y + r * O, m0, _mm512_add_ps(s0, b0));
+    _mm512_mask_storeu_ps(y + r * O + 16, m1, _mm512_add_ps(s1, b1));
+  }
+}
+
+// ---- linear, integer mode -------------------------------------------------------------------
+// A weight column decodes to per-lane shift counts and sign masks (0 or -1). A term is
+// (q << shift) ^ sign, which is -(q << shift) - 1 for negative weights; the "+1" per negative
+// weight is independent of the input and is folded into the per-output offset by Python.
+struct DecodeI4 {
+  static constexpr int kBytes = 16;
+  __m512i shifts;  // 16 entries: shift count per code (32 for zero, which shifts everything out)
+  inline void operator()(const uint8_t* p, __m512i& sh0, __m512i& sg0, __m512i& sh1, __m512i& sg1) const {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i v1 = _mm512_srli_epi32(v, 4);
+    sh0 = _mm512_permutexvar_epi32(v, shifts);
+    sg0 = _mm512_srai_epi32(_mm512_slli_epi32(v, 28), 31);
+    sh1 = _mm512_permutexvar_epi32(v1, shifts);
+    sg1 = _mm512_srai_epi32(_mm512_slli_epi32(v1, 28), 31);
+  }
+};
+
+struct DecodeI8 {  // shift = sh_top - j; zero code -> 32
+  static constexpr int kBytes = 32;
+  __m512i sh_top;
+  bool has_zero;
+  inline void one(const uint8_t* p, __m512i& sh, __m512i& sg) const {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    const __m512i j = _mm512_and_si512(v, _mm512_set1_epi32(0x7F));
+    sh = _mm512_sub_epi32(sh_top, j);
+    if (has_zero) sh = _mm512_mask_mov_epi32(_mm512_set1_epi32(32), _mm512_test_epi32_mask(j, j), sh);
+    sg = _mm512_srai_epi32(_mm512_slli_epi32(v, 24), 31);
+  }
+  inline void operator()(const uint8_t* p, __m512i& sh0, __m512i& sg0, __m512i& sh1, __m512i& sg1) const {
+    one(p, sh0, sg0);
+    one(p + 16, sh1, sg1);
+  }
+};
+
+template <int MR, typename Dec>
+void linear_int_tile(const int32_t* q, int64_t K, const uint8_t* panel, const Dec& dec, const int32_t* offset,
+                     float out_scale, const float* bias_float, float* y, int64_t O, int64_t valid) {
+  const __mmask16 m0 = lane_mask(valid), m1 = lane_mask(valid - 16);
+  __m512i acc[MR][2];
+  const __m512i o0 = _mm512_maskz_loadu_epi32(m0, offset), o1 = _mm512_maskz_loadu_epi32(m1, offset + 16);
+  for (int r = 0; r < MR; ++r) {
+    acc[r][0] = o0;
+    acc[r][1] = o1;
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    __m512i sh0, sg0, sh1, sg1;
+    dec(panel + k * Dec::kBytes, sh0, sg0, sh1, sg1);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512i qb = _mm512_set1_epi32(q[r * K + k]);
+      acc[r][0] = _mm512_add_epi32(acc[r][0], _mm512_xor_si512(_mm512_sllv_epi32(qb, sh0), sg0));
+      acc[r][1] = _mm512_add_epi32(acc[r][1], _mm512_xor_si512(_mm512_sllv_epi32(qb, sh1), sg1));
+    }
+  }
+  const __m512 scale = _mm512_set1_ps(out_scale);
+  for (int r = 0; r < MR; ++r) {
+    __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][0]), scale);
+    __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][1]), scale);
+    if (bias_float) {
+      v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, bias_float));
+      v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, bias_float + 16));
+    }
+    _mm512_mask_storeu_ps(y + r * O, m0, v0);
+    _mm512_mask_storeu_ps(y + r * O + 16, m1, v1);
+  }
+}
+
+// ---- conv2d tiles: 8 output channels x 32 positions -------------------------------------------
+// w: [K][8] weights of 8 channels (zero-padded past the last channel).
+void conv_f32_tile(const float* col, int64_t K, const float* w, const float* bias, float* y, int64_t P,
+                   int64_t channels, int64_t np) {
+  __m512 acc[kRows][2];
+  for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 c0 = _mm512_loadu_ps(col + k * kTile), c1 = _mm512_loadu_ps(col + k * kTile + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+      const __m512 wb = _mm512_set1_ps(w[k * kRows + r]);
+      acc[r][0] = _mm512_fmadd_ps(wb, c0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(wb, c1, acc[r][1]);
+    }
+  }
+  const __mmask16 m0 = lane_mask(np), m1 = lane_mask(np - 16);
+  for (int r = 0; r < channels; ++r) {
+    const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+    _mm512_mask_storeu_ps(y + r * P, m0, _mm512_add_ps(acc[r][0], b));
+    _mm512_mask_storeu_ps(y + r * P + 16, m1, _mm512_add_ps(acc[r][1], b));
+  }
+}
+
+// wi: [K][8][2] (shift count, sign mask) per channel.
+void conv_int_tile(const int32_t* col, int64_t K, const int32_t* wi, const int32_t* offset, float out_scale,
+                   const float* bias_float, float* y, int64_t P, int64_t channels, int64_t np) {
+  __m512i acc[kRows][2];
+  for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_set1_epi32(r < channels ? offset[r] : 0);
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512i c0 = _mm512_loadu_si512(col + k * kTile), c1 = _mm512_loadu_si512(col + k * kTile + 16);
+    const int32_t* wk = wi + k * kRows * 2;
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+      const __m512i sh = _mm512_set1_epi32(wk[2 * r]), sg = _mm512_set1_epi32(wk[2 * r + 1]);
+      acc[r][0] = _mm512_add_epi32(acc[r][0], _mm512_xor_si512(_mm512_sllv_epi32(c0, sh), sg));
+      acc[r][1] = _mm512_add_epi32(acc[r][1], _mm512_xor_si512(_mm512_sllv_epi32(c1, sh), sg));
+    }
+  }
+  const __mmask16 m0 = lane_mask(np), m1 = lane_mask(np - 16);
+  const __m512 scale = _mm512_set1_ps(out_scale);
+  for (int r = 0; r < channels; ++r) {
+    __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][0]), scale);
+    __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][1]), scale);
+    if (bias_float) {
+      const __m512 b = _mm512_set1_ps(bias_float[r]);
+      v0 = _mm512_add_ps(v0, b);
+      v1 = _mm512_add_ps(v1, b);
+    }
+    _mm512_mask_storeu_ps(y + r * P, m0, v0);
+    _mm512_mask_storeu_ps(y + r * P + 16, m1, v1);
+  }
+}
+
+#else  // portable fallback: same layouts and arithmetic, scalar loops
+
+void conv_f32_tile(const float* col, int64_t K, const float* w, const float* bias, float* y, int64_t P,
+                   int64_t channels, int64_t np) {
+  for (int64_t r = 0; r < channels; ++r) {
+    float acc[kTile] = {0};
+    for (int64_t k = 0; k < K; ++k)
+      for (int t = 0; t < kTile; ++t) acc[t] += w[k * kRows + r] * col[k * kTile + t];
+    for (int64_t t = 0; t < np; ++t) y[r * P + t] = acc[t] + (bias ? bias[r] : 0.0f);
+  }
+}
+
+void conv_int_tile(const int32_t* col, int64_t K, const int32_t* wi, const int32_t* offset, float out_scale,
+                   const float* bias_float, float* y, int64_t P, int64_t channels, int64_t np) {
+  for (int64_t r = 0; r < channels; ++r) {
+    uint32_t acc[kTile];
+    for (int t = 0; t < kTile; ++t) acc[t] = static_cast<uint32_t>(offset[r]);
+    for (int64_t k = 0; k < K; ++k) {
+      const int32_t sh = wi[(k * kRows + r) * 2], sg = wi[(k * kRows + r) * 2 + 1];
+      if (sh >= 32) { if (sg) for (int t = 0; t < kTile; ++t) acc[t] += 0xFFFFFFFFu; continue; }
+      for (int t = 0; t < kTile; ++t)
+        acc[t] += (static_cast<uint32_t>(col[k * kTile + t]) << sh) ^ static_cast<uint32_t>(sg);
+    }
+    for (int64_t t = 0; t < np; ++t) {
+      float v = static_cast<float>(static_cast<int32_t>(acc[t])) * out_scale;
+      if (bias_float) v = v + bias_float[r];
+      y[r * P + t] = v;
+    }
+  }
+}
+
+#endif
+
+int64_t check_panels(const torch::Tensor& x, const torch::Tensor& panels, int64_t code_bits, int64_t O) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 2 && x.is_contiguous(), "x must be a contiguous (N, K) CPU tensor");
+  TORCH_CHECK(code_bits == 4 || code_bits == 8, "code_bits must be 4 or 8, got ", code_bits);
+  TORCH_CHECK(panels.scalar_type() == torch::kUInt8 && panels.is_contiguous() && panels.dim() == 3,
+              "panels must be contiguous uint8 (P, K, bytes)");
+  TORCH_CHECK(panels.size(1) == x.size(1), "x has ", x.size(1), " features, the layer ", panels.size(1));
+  TORCH_CHECK(panels.size(2) == (code_bits == 4 ? 16 : 32), "panel width does not match code_bits");
+  TORCH_CHECK(panels.size(0) * kPanel >= O && (panels.size(0) - 1) * kPanel < O, "panels do not cover ", O, " outputs");
+  return x.size(1);
+}
+
+// Tile loop shared by both linear modes: fn(p, row0, rows) computes one tile.
+template <typename Fn>
+void for_linear_tiles(int64_t P, int64_t N, Fn fn) {
+  const int64_t blocks = (N + kRows - 1) / kRows;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t b = 0; b < blocks; ++b) fn(p, b * kRows, std::min<int64_t>(kRows, N - b * kRows));
 }
 
 }  // namespace
 
-// x: (N, K) float32 contiguous; packed: (O, K) uint8 codes (one per byte) or (O, ceil(K/2)) for
-// 4-bit packing (low nibble = even column); bias: (O,) float32 or empty.
-torch::Tensor linear_float(torch::Tensor x, torch::Tensor packed, torch::Tensor bias, int64_t weight_bits,
-                           int64_t shift_max, bool has_zero, bool nibbles, int64_t in_features) {
-  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32 && x.is_contiguous(), "x must be contiguous float32 (N, K)");
-  TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.is_contiguous(), "packed codes must be contiguous uint8");
-  TORCH_CHECK(x.size(1) == in_features, "x has ", x.size(1), " features, the layer ", in_features);
-  const int64_t N = x.size(0), K = in_features, O = packed.size(0);
-  const int64_t row_bytes = packed.size(1);
-  auto out = torch::empty({N, O}, x.options());
-  const std::vector<float> table = make_table(weight_bits, shift_max, has_zero);
-  const float* tab = table.data();
+// ---- bound functions ------------------------------------------------------------------------
+
+torch::Tensor linear_float(torch::Tensor x, torch::Tensor panels, int64_t code_bits, torch::Tensor values,
+                           int64_t e_top, bool has_zero, torch::Tensor bias, int64_t O) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "linear_float needs float32 input");
+  const int64_t K = check_panels(x, panels, code_bits, O), N = x.size(0), P = panels.size(0);
+  TORCH_CHECK(values.scalar_type() == torch::kFloat32 && values.numel() == (1 << code_bits), "values table size");
+  auto y = new_output({N, O}, x);
   const float* xp = x.data_ptr<float>();
-  const uint8_t* wp = packed.data_ptr<uint8_t>();
+  const uint8_t* pp = panels.data_ptr<uint8_t>();
   const float* bp = bias.numel() ? bias.data_ptr<float>() : nullptr;
-  float* yp = out.data_ptr<float>();
-  // Decode a row of weights once into a small per-thread buffer, then dot it with every input row:
-  // the codes are read once per call however large the batch.
-#pragma omp parallel
-  {
-    std::vector<float> w(K);
-#pragma omp for schedule(static)
-    for (int64_t o = 0; o < O; ++o) {
-      const uint8_t* row = wp + o * row_bytes;
-      if (nibbles) {
-        for (int64_t k = 0; k + 1 < K; k += 2) {
-          const uint8_t b = row[k >> 1];
-          w[k] = tab[b & 0xF];
-          w[k + 1] = tab[b >> 4];
-        }
-        if (K & 1) w[K - 1] = tab[row[K >> 1] & 0xF];
-      } else {
-        for (int64_t k = 0; k < K; ++k) w[k] = tab[row[k]];
+  float* yp = y.data_ptr<float>();
+  const int64_t bytes = panels.size(2);
+#if AUTODSNN_AVX512
+  auto run = [&](const auto& dec) {
+    using Dec = std::decay_t<decltype(dec)>;
+    for_linear_tiles(P, N, [&](int64_t p, int64_t r0, int64_t rows) {
+      const float* xr = xp + r0 * K;
+      const uint8_t* pan = pp + p * K * bytes;
+      const float* b = bp ? bp + p * kPanel : nullptr;
+      float* yr = yp + r0 * O + p * kPanel;
+      const int64_t valid = std::min<int64_t>(kPanel, O - p * kPanel);
+      switch (rows) {
+        case 1: linear_f32_tile<1, 4, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
+        case 2: linear_f32_tile<2, 2, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
+        case 3: linear_f32_tile<3, 2, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
+        case 4: linear_f32_tile<4, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
+        case 5: linear_f32_tile<5, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
+        case 6: linear_f32_tile<6, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
+        case 7: linear_f32_tile<7, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
+        default: linear_f32_tile<8, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
       }
-      const float b0 = bp ? bp[o] : 0.0f;
-      for (int64_t n = 0; n < N; ++n) {
-        const float* xr = xp + n * K;
-        float acc0 = 0.f, acc1 = 0.f, acc2 = 0.f, acc3 = 0.f;
-        int64_t k = 0;
-        for (; k + 3 < K; k += 4) {
-          acc0 += xr[k] * w[k];
-          acc1 += xr[k + 1] * w[k + 1];
-          acc2 += xr[k + 2] * w[k + 2];
-          acc3 += xr[k + 3] * w[k + 3];
+    });
+  };
+  if (code_bits == 4) run(DecodeF4{_mm512_loadu_ps(values.data_ptr<float>())});
+  else run(DecodeF8{_mm512_set1_epi32(static_cast<int32_t>(e_top)), has_zero});
+#else
+  (void)e_top; (void)has_zero;
+  const float* tab = values.data_ptr<float>();
+  for_linear_tiles(P, N, [&](int64_t p, int64_t r0, int64_t rows) {
+    const int64_t valid = std::min<int64_t>(kPanel, O - p * kPanel);
+    for (int64_t r = r0; r < r0 + rows; ++r) {
+      float acc[kPanel] = {0};
+      for (int64_t k = 0; k < K; ++k) {
+        const uint8_t* c = pp + (p * K + k) * bytes;
+        const float xv = xp[r * K + k];
+        for (int t = 0; t < kPanel; ++t) {
+          const int code = code_bits == 4 ? (t < 16 ? c[t] & 0xF : c[t - 16] >> 4) : c[t];
+          acc[t] += xv * tab[code];
         }
-        for (; k < K; ++k) acc0 += xr[k] * w[k];
-        yp[n * O + o] = (acc0 + acc1) + (acc2 + acc3) + b0;
+      }
+      for (int64_t t = 0; t < valid; ++t) yp[r * O + p * kPanel + t] = acc[t] + (bp ? bp[p * kPanel + t] : 0.0f);
+    }
+  });
+#endif
+  return y;
+}
+
+torch::Tensor linear_int(torch::Tensor x, torch::Tensor panels, int64_t code_bits, torch::Tensor shifts,
+                         int64_t sh_top, bool has_zero, double in_scale, double lo, double hi, torch::Tensor offset,
+                         double out_scale, torch::Tensor bias_float, int64_t O) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "linear_int needs float32 input");
+  const int64_t K = check_panels(x, panels, code_bits, O), N = x.size(0), P = panels.size(0);
+  TORCH_CHECK(shifts.scalar_type() == torch::kInt32 && shifts.numel() == (1 << code_bits), "shifts table size");
+  TORCH_CHECK(offset.scalar_type() == torch::kInt32 && offset.numel() >= P * kPanel, "offset must be int32 padded to the panels");
+  TORCH_CHECK(bias_float.numel() == 0 || bias_float.numel() >= P * kPanel, "bias_float must be padded to the panels");
+  auto y = new_output({N, O}, x);
+  static thread_local std::vector<int32_t> qbuf;
+  int32_t* q = grow(qbuf, static_cast<size_t>(N * K));
+  quantize_inputs(x.data_ptr<float>(), N * K, static_cast<float>(in_scale), static_cast<float>(lo),
+                  static_cast<float>(hi), q);
+  const uint8_t* pp = panels.data_ptr<uint8_t>();
+  const int32_t* op = offset.data_ptr<int32_t>();
+  const float* bf = bias_float.numel() ? bias_float.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const float os = static_cast<float>(out_scale);
+  const int64_t bytes = panels.size(2);
+#if AUTODSNN_AVX512
+  auto run = [&](const auto& dec) {
+    using Dec = std::decay_t<decltype(dec)>;
+    for_linear_tiles(P, N, [&](int64_t p, int64_t r0, int64_t rows) {
+      const int32_t* qr = q + r0 * K;
+      const uint8_t* pan = pp + p * K * bytes;
+      const int32_t* off = op + p * kPanel;
+      const float* b = bf ? bf + p * kPanel : nullptr;
+      float* yr = yp + r0 * O + p * kPanel;
+      const int64_t valid = std::min<int64_t>(kPanel, O - p * kPanel);
+      switch (rows) {
+        case 1: linear_int_tile<1, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
+        case 2: linear_int_tile<2, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
+        case 3: linear_int_tile<3, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
+        case 4: linear_int_tile<4, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
+        case 5: linear_int_tile<5, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
+        case 6: linear_int_tile<6, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
+        case 7: linear_int_tile<7, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
+        default: linear_int_tile<8, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
+      }
+    });
+  };
+  if (code_bits == 4) run(DecodeI4{_mm512_loadu_si512(shifts.data_ptr<int32_t>())});
+  else run(DecodeI8{_mm512_set1_epi32(static_cast<int32_t>(sh_top)), has_zero});
+#else
+  (void)sh_top; (void)has_zero;
+  const int32_t* tab = shifts.data_ptr<int32_t>();
+  for_linear_tiles(P, N, [&](int64_t p, int64_t r0, int64_t rows) {
+    const int64_t valid = std::min<int64_t>(kPanel, O - p * kPanel);
+    for (int64_t r = r0; r < r0 + rows; ++r) {
+      uint32_t acc[kPanel];
+      for (int t = 0; t < kPanel; ++t) acc[t] = static_cast<uint32_t>(op[p * kPanel + t]);
+      for (int64_t k = 0; k < K; ++k) {
+        const uint8_t* c = pp + (p * K + k) * bytes;
+        const uint32_t qv = static_cast<uint32_t>(q[r * K + k]);
+        for (int t = 0; t < kPanel; ++t) {
+          const int code = code_bits == 4 ? (t < 16 ? c[t] & 0xF : c[t - 16] >> 4) : c[t];
+          const int sh = tab[code];
+          const uint32_t sg = (code >> (code_bits - 1)) & 1 ? 0xFFFFFFFFu : 0u;
+          acc[t] += (sh >= 32 ? 0u : qv << sh) ^ sg;
+        }
+      }
+      for (int64_t t = 0; t < valid; ++t) {
+        float v = static_cast<float>(static_cast<int32_t>(acc[t])) * os;
+        if (bf) v = v + bf[p * kPanel + t];
+        yp[r * O + p * kPanel + t] = v;
       }
     }
+  });
+#endif
+  return y;
+}
+
+// Shared conv driver: decode weights into per-channel-block buffers, then tiles of
+// (image, group, 32 positions) in parallel, each packing its im2col tile once.
+torch::Tensor conv2d_float(torch::Tensor x, torch::Tensor packed, int64_t code_bits, torch::Tensor values,
+                           torch::Tensor bias, int64_t OC, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                           int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
+              "conv2d_float needs a contiguous float32 CPU NCHW input");
+  const Geometry g = conv_geometry(x, OC, kh, kw, sh, sw, ph, pw, dh, dw, G);
+  TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.is_contiguous() && packed.size(0) == OC,
+              "packed codes must be contiguous uint8 (out_channels, row bytes)");
+  TORCH_CHECK(values.numel() == (1 << code_bits), "values table size");
+  const int64_t blocks = (g.OCg + kRows - 1) / kRows, row_bytes = packed.size(1);
+  static thread_local std::vector<float> wbuf;
+  float* w = grow(wbuf, static_cast<size_t>(G * blocks * g.K * kRows));
+  const float* tab = values.data_ptr<float>();
+  const uint8_t* pk = packed.data_ptr<uint8_t>();
+  for (int64_t grp = 0; grp < G; ++grp)
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t k = 0; k < g.K; ++k)
+        for (int r = 0; r < kRows; ++r) {
+          const int64_t oc = b * kRows + r;
+          w[((grp * blocks + b) * g.K + k) * kRows + r] =
+              oc < g.OCg ? tab[code_at(pk + (grp * g.OCg + oc) * row_bytes, k, code_bits)] : 0.0f;
+        }
+  auto y = new_output({g.N, OC, g.OH, g.OW}, x);
+  const float* xp = x.data_ptr<float>();
+  const float* bp = bias.numel() ? bias.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t tiles = (g.P + kTile - 1) / kTile;
+#pragma omp parallel
+  {
+    static thread_local std::vector<float> colbuf;
+    float* col = grow(colbuf, static_cast<size_t>(g.K * kTile));
+#pragma omp for collapse(3) schedule(static)
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t grp = 0; grp < G; ++grp)
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int64_t p0 = t * kTile, np = std::min<int64_t>(kTile, g.P - p0);
+          pack_tile(xp, g, n, grp, p0, np, col);
+          for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t oc0 = grp * g.OCg + b * kRows;
+            conv_f32_tile(col, g.K, w + (grp * blocks + b) * g.K * kRows, bp ? bp + oc0 : nullptr,
+                          yp + (n * OC + oc0) * g.P + p0, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), np);
+          }
+        }
   }
-  return out;
+  return y;
+}
+
+torch::Tensor conv2d_int(torch::Tensor x, torch::Tensor packed, int64_t code_bits, torch::Tensor shifts,
+                         double in_scale, double lo, double hi, torch::Tensor offset, double out_scale,
+                         torch::Tensor bias_float, int64_t OC, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                         int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
+              "conv2d_int needs a contiguous float32 CPU NCHW input");
+  const Geometry g = conv_geometry(x, OC, kh, kw, sh, sw, ph, pw, dh, dw, G);
+  TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.is_contiguous() && packed.size(0) == OC,
+              "packed codes must be contiguous uint8 (out_channels, row bytes)");
+  TORCH_CHECK(shifts.scalar_type() == torch::kInt32 && shifts.numel() == (1 << code_bits), "shifts table size");
+  TORCH_CHECK(offset.scalar_type() == torch::kInt32 && offset.numel() == OC, "offset must be int32 (out_channels,)");
+  TORCH_CHECK(bias_float.numel() == 0 || bias_float.numel() == OC, "bias_float must have out_channels entries");
+  const int64_t blocks = (g.OCg + kRows - 1) / kRows, row_bytes = packed.size(1);
+  static thread_local std::vector<int32_t> wbuf, qbuf;
+  int32_t* w = grow(wbuf, static_cast<size_t>(G * blocks * g.K * kRows * 2));
+  const int32_t* tab = shifts.data_ptr<int32_t>();
+  const uint8_t* pk = packed.data_ptr<uint8_t>();
+  for (int64_t grp = 0; grp < G; ++grp)
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t k = 0; k < g.K; ++k)
+        for (int r = 0; r < kRows; ++r) {
+          const int64_t oc = b * kRows + r;
+          int32_t s = 32, neg = 0;  // padding channels: zero weights
+          if (oc < g.OCg) {
+            const int code = code_at(pk + (grp * g.OCg + oc) * row_bytes, k, code_bits);
+            s = tab[code];
+            neg = (code >> (code_bits - 1)) & 1 ? -1 : 0;
+          }
+          int32_t* e = w + (((grp * blocks + b) * g.K + k) * kRows + r) * 2;
+          e[0] = s;
+          e[1] = neg;
+        }
+  int32_t* q = grow(qbuf, static_cast<size_t>(x.numel()));
+  quantize_inputs(x.data_ptr<float>(), x.numel(), static_cast<float>(in_scale), static_cast<float>(lo),
+                  static_cast<float>(hi), q);
+  auto y = new_output({g.N, OC, g.OH, g.OW}, x);
+  const int32_t* op = offset.data_ptr<int32_t>();
+  const float* bf = bias_float.numel() ? bias_float.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const float os = static_cast<float>(out_scale);
+  const int64_t tiles = (g.P + kTile - 1) / kTile;
+#pragma omp parallel
+  {
+    static thread_local std::vector<int32_t> colbuf;
+    int32_t* col = grow(colbuf, static_cast<size_t>(g.K * kTile));
+#pragma omp for collapse(3) schedule(static)
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t grp = 0; grp < G; ++grp)
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int64_t p0 = t * kTile, np = std::min<int64_t>(kTile, g.P - p0);
+          pack_tile(q, g, n, grp, p0, np, col);
+          for (int64_t b = 0; b < blocks; ++b) {
+            const int64_t oc0 = grp * g.OCg + b * kRows;
+            conv_int_tile(col, g.K, w + (grp * blocks + b) * g.K * kRows * 2, op + oc0, os, bf ? bf + oc0 : nullptr,
+                          yp + (n * OC + oc0) * g.P + p0, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), np);
+          }
+        }
+  }
+  return y;
 }
 
 // Fixed-point rounding of activations in one pass: clamp to [lo, hi], scale by 2^frac, round to
@@ -106,7 +648,15 @@ torch::Tensor fixed_point_forward(torch::Tensor x, double scale, double lo, doub
   return out;
 }
 
+bool has_avx512() { return AUTODSNN_AVX512 != 0; }
+void set_poison(bool on) { g_poison = on; }
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("linear_float", &linear_float, "shift linear layer, float activations, packed codes (CPU)");
+  m.def("linear_float", &linear_float, "shift linear layer, float mode, panel layout (CPU)");
+  m.def("linear_int", &linear_int, "shift linear layer, integer mode, panel layout (CPU)");
+  m.def("conv2d_float", &conv2d_float, "shift conv2d, float mode (CPU)");
+  m.def("conv2d_int", &conv2d_int, "shift conv2d, integer mode (CPU)");
   m.def("fixed_point_forward", &fixed_point_forward, "fused fixed-point rounding of activations (CPU)");
+  m.def("has_avx512", &has_avx512, "whether the build uses the AVX-512 kernels");
+  m.def("set_poison", &set_poison, "testing: fill kernel outputs with NaN before computing them");
 }

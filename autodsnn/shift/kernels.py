@@ -1,102 +1,320 @@
-"""Packed weight format for frozen shift layers and the native kernels that run it.
+"""Packed weights of frozen shift layers and the native kernels that run them.
 
-Packed format (one per layer): the layer's integer codes (:meth:`CodeSet.encode` layout: bit
-b-1 = sign, low b-1 bits = magnitude index) as uint8, row-major (out_features, in_features).
-For ``weight_bits <= 4`` two codes share a byte, the even column in the low nibble, rows padded
-to whole bytes; wider codes take one byte each. With ``mode``, ``weight_bits`` and ``shift_max``
-(the code set) this is all a layer needs; :func:`autodsnn.shift.export` writes the same codes.
+**Packed format** (per layer; what :func:`pack_layer` returns and checkpoints store): canonical
+codes ``neg << (code_bits - 1) | j`` with ``code_bits = 4`` for ``weight_bits <= 4`` and ``8``
+up to 8 bits, ``j`` the magnitude index of :class:`~autodsnn.shift.CodeSet` (q/ps: ``j = 0`` is
+zero, ``j >= 1`` is ``2^(shift_max - j + 1)``; dense: ``2^(shift_max - j)``), zero codes with
+``neg = 0``. Rows are output units (conv: the weight flattened as ``(out, in/groups*kh*kw)``);
+4-bit codes go two per byte, the even column in the low nibble. With ``mode``, ``weight_bits``
+and ``shift_max`` (the layer's range), that is the whole weight: 0.5 byte per weight up to 4 bits.
 
-Native kernels (``native/shift_cpu.cpp``, pybind11 via ``torch.utils.cpp_extension``) are built
-on first use (about 25 s) and cached under the autodsnn cache directory; ``scripts/setup.sh``
-warms the cache. Without a compiler the layers fall back to PyTorch (decode + ``F.linear``) and
-say so once. Float mode only for now: each code decodes to an exact +-2^k, so products are exact
-and only the accumulation order differs from PyTorch's.
+**Modes.** ``float``: float32 activations times exactly decoded ``+-2^k`` (within float32
+rounding of a float64 reference). ``integer``: fixed-point activations, weights applied as signed
+shifts, exact int32 sums; equal bit for bit to :mod:`autodsnn.shift.integer` (which defines it).
+
+**Paths.** The CPU kernels (``native/shift_cpu.cpp``, AVX-512 with a portable fallback) are built
+on first use and cached (see :mod:`autodsnn.shift.native`); CUDA kernels where CUDA exists
+(:mod:`autodsnn.shift.native_cuda`); otherwise PyTorch runs the same arithmetic (decoded float
+weights, or the int64 reference). Every deployed layer records the path it last ran in ``.path``.
 """
 from __future__ import annotations
+
+from collections import Counter
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import FrozenWeight, InputQuantizer, ShiftLinear
+from . import integer
+from .layers import InputQuantizer, ShiftConv2d, ShiftLinear, is_shift_layer
 from .native import native_cpu
-from .quant import CodeSet
+from .quant import CodeSet, FixedPoint, ShiftConfigError
+
+PANEL = 32  # outputs per CPU linear panel (native/shift_cpu.cpp)
+DEPLOY_MODES = ("float", "integer", "auto")
 
 
+def code_bits(weight_bits: int) -> int:
+    return 4 if weight_bits <= 4 else 8
 
-def pack_codes(codes: torch.Tensor, weight_bits: int) -> torch.Tensor:
-    """(O, K) uint8 codes -> packed rows: nibbles for weight_bits <= 4, else bytes."""
-    codes = codes.to(torch.uint8).contiguous()
-    if weight_bits > 4:
-        return codes
-    o, k = codes.shape
+
+def canonical_codes(codes: CodeSet, sign: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """(sign, shift) -> canonical uint8 codes of shape (rows, cols) (see the module docstring)."""
+    j = codes.encode(sign.cpu(), shift.cpu()).to(torch.int32) & ((1 << (codes.weight_bits - 1)) - 1)
+    neg = (sign.cpu() < 0).to(torch.int32) << (code_bits(codes.weight_bits) - 1)
+    return (neg | j).to(torch.uint8).reshape(sign.shape[0], -1)
+
+
+def pack_codes(canonical: torch.Tensor, bits: int) -> torch.Tensor:
+    """(O, K) canonical codes -> packed rows: two per byte for 4-bit codes, else one per byte."""
+    canonical = canonical.to(torch.uint8).contiguous()
+    if bits > 4:
+        return canonical
+    o, k = canonical.shape
     if k % 2:
-        codes = torch.cat([codes, torch.zeros(o, 1, dtype=torch.uint8)], dim=1)
-    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).contiguous()
+        canonical = torch.cat([canonical, torch.zeros(o, 1, dtype=torch.uint8)], dim=1)
+    return (canonical[:, 0::2] | (canonical[:, 1::2] << 4)).contiguous()
 
 
-def unpack_codes(packed: torch.Tensor, weight_bits: int, in_features: int) -> torch.Tensor:
-    if weight_bits > 4:
-        return packed[:, :in_features]
+def unpack_codes(packed: torch.Tensor, bits: int, cols: int) -> torch.Tensor:
+    if bits > 4:
+        return packed[:, :cols]
     low, high = packed & 0xF, packed >> 4
-    return torch.stack([low, high], dim=2).reshape(packed.shape[0], -1)[:, :in_features]
+    return torch.stack([low, high], dim=2).reshape(packed.shape[0], -1)[:, :cols]
 
 
-class DeployedShiftLinear(nn.Module):
-    """A frozen ShiftLinear running on packed codes (native CPU kernel, PyTorch elsewhere)."""
+def decode_canonical(canonical: torch.Tensor, codes: CodeSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Canonical codes -> (sign int8, shift int8), the inverse of :func:`canonical_codes`."""
+    c = canonical.to(torch.int32)
+    bits = code_bits(codes.weight_bits)
+    j = c & ((1 << (bits - 1)) - 1)
+    neg = (c >> (bits - 1)) & 1
+    return codes.decode((neg << (codes.weight_bits - 1) | j).to(torch.uint8))
 
-    def __init__(self, packed: torch.Tensor, codes: CodeSet, in_features: int, out_features: int,
-                 bias: torch.Tensor | None, input_quant: InputQuantizer) -> None:
+
+def value_table(codes: CodeSet) -> torch.Tensor:
+    """float32 value of every canonical code (codes a layer cannot hold decode to 0)."""
+    bits = code_bits(codes.weight_bits)
+    table = torch.zeros(1 << bits, dtype=torch.float32)
+    max_j = 1 << (codes.weight_bits - 1)
+    for code in range(1 << bits):
+        j, neg = code & ((1 << (bits - 1)) - 1), code >> (bits - 1)
+        if j >= max_j or (codes.has_zero and j == 0):
+            continue
+        e = codes.shift_max - j + (1 if codes.has_zero else 0)
+        table[code] = (-1.0 if neg else 1.0) * 2.0 ** e
+    return table
+
+
+def shift_table(codes: CodeSet, kbase: int) -> torch.Tensor:
+    """int32 shift count (e - kbase) of every canonical code; 32 for zero and unused codes."""
+    bits = code_bits(codes.weight_bits)
+    table = torch.full((1 << bits,), 32, dtype=torch.int32)
+    max_j = 1 << (codes.weight_bits - 1)
+    for code in range(1 << bits):
+        j = code & ((1 << (bits - 1)) - 1)
+        if j >= max_j or (codes.has_zero and j == 0):
+            continue
+        e = codes.shift_max - j + (1 if codes.has_zero else 0)
+        if 0 <= e - kbase <= 30:
+            table[code] = e - kbase
+    return table
+
+
+def to_panels(canonical: torch.Tensor, bits: int) -> torch.Tensor:
+    """(O, K) canonical codes -> the CPU linear kernel's panel layout (P, K, 16 or 32 bytes)."""
+    o, k = canonical.shape
+    p = -(-o // PANEL)
+    padded = torch.zeros(p * PANEL, k, dtype=torch.uint8)
+    padded[:o] = canonical
+    blocks = padded.view(p, PANEL, k).transpose(1, 2)  # (P, K, 32)
+    if bits == 8:
+        return blocks.contiguous()
+    return (blocks[:, :, :16] | (blocks[:, :, 16:] << 4)).contiguous()
+
+
+def _pad(t: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros(n, dtype=t.dtype)
+    out[: t.numel()] = t
+    return out
+
+
+class _Deployed(nn.Module):
+    """What deployed linear and conv layers share: codes, bias, mode, input format, paths."""
+
+    def __init__(self, layer: nn.Module, mode: str) -> None:
         super().__init__()
-        self.codes, self.in_features, self.out_features = codes, in_features, out_features
-        self.register_buffer("packed", packed)
+        if mode not in DEPLOY_MODES:
+            raise ShiftConfigError(f"deploy mode {mode!r}: use one of {', '.join(DEPLOY_MODES)}")
+        codes: CodeSet = layer.codes
+        sign, shift = layer.sign_and_shift()
+        self.codes, self.bits = codes, code_bits(codes.weight_bits)
+        self.out_units = sign.shape[0]
+        canonical = canonical_codes(codes, sign.detach(), shift.detach())
+        self.cols = canonical.shape[1]
+        self.register_buffer("packed", pack_codes(canonical, self.bits))
+        bias = None if layer.bias is None else layer.quantized_bias().detach().float().cpu().clone()
         self.register_buffer("bias", bias)
-        self.input_quant = input_quant
-        self.path = "unknown"
+        self.input_quant = InputQuantizer(layer.input_quant.fmt)
+        fmt: FixedPoint | None = layer.input_quant.fmt
+        if mode == "integer" and fmt is None:
+            raise ShiftConfigError("integer mode needs fixed-point inputs: configure act_int_bits/act_frac_bits "
+                                   "(or deploy with mode='float')")
+        self.plan: integer.IntegerPlan | None = None
+        if mode in ("integer", "auto") and fmt is not None:
+            try:
+                self.plan = integer.plan(sign.detach(), shift.detach(), bias, fmt)
+            except ShiftConfigError:
+                if mode == "integer":
+                    raise
+        self.mode = "integer" if self.plan is not None else "float"
+        self.values = value_table(codes)
+        if self.plan is not None:
+            self.shifts = shift_table(codes, self.plan.kbase)
+            negatives = ((canonical >> (self.bits - 1)) & 1).sum(1).to(torch.int64)
+            self.offset = (self.plan.bias_int + negatives).to(torch.int32) if self.plan.fits_int32 else None
+        self.path = "not run yet"
+        self.native_module: Any = None  # None: the default build (tests plug in the portable one)
+        self._weights_float: torch.Tensor | None = None
+        self._weights_int: torch.Tensor | None = None
+
+    # PyTorch paths: decode once, keep the decoded copy (fallback only)
+    def decoded_weight(self) -> torch.Tensor:
+        if self._weights_float is None:
+            sign, shift = decode_canonical(unpack_codes(self.packed.cpu(), self.bits, self.cols), self.codes)
+            self._weights_float = sign.float() * torch.exp2(shift.float())
+        return self._weights_float
+
+    def integer_weight(self) -> torch.Tensor:
+        if self._weights_int is None:
+            assert self.plan is not None
+            sign, shift = decode_canonical(unpack_codes(self.packed.cpu(), self.bits, self.cols), self.codes)
+            self._weights_int = integer.weight_int(sign, shift, self.plan.kbase)
+        return self._weights_int
+
+    def _native(self, x: torch.Tensor) -> Any:
+        if x.device.type != "cpu" or x.dtype != torch.float32:
+            return None
+        return self.native_module or native_cpu()
+
+    def _bias_float(self) -> torch.Tensor:
+        assert self.plan is not None
+        return self.plan.bias_float if self.plan.bias_float is not None else torch.empty(0)
+
+
+class DeployedShiftLinear(_Deployed):
+    """A frozen ShiftLinear running on packed codes."""
+
+    def __init__(self, layer: ShiftLinear, mode: str = "auto") -> None:
+        super().__init__(layer, mode)
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        self.register_buffer("panels", to_panels(unpack_codes(self.packed, self.bits, self.cols), self.bits),
+                             persistent=False)
+        width = self.panels.shape[0] * PANEL
+        self._bias_padded = torch.empty(0) if self.bias is None else _pad(self.bias, width)
+        if self.plan is not None and self.offset is not None:
+            self._offset_padded = _pad(self.offset, width)
+            bf = self._bias_float()
+            self._bias_float_padded = bf if bf.numel() == 0 else _pad(bf, width)
 
     @classmethod
-    def from_shift_linear(cls, layer: ShiftLinear) -> "DeployedShiftLinear":
-        sign, shift = layer.sign_and_shift()
-        codes = layer.codes.encode(sign.cpu(), shift.cpu())
-        bias = None if layer.bias is None else layer.quantized_bias().detach().float().cpu().clone()
-        return cls(pack_codes(codes, layer.codes.weight_bits), layer.codes, layer.in_features, layer.out_features,
-                   bias, layer.input_quant)
-
-    def dense_weight(self) -> torch.Tensor:
-        sign, shift = self.codes.decode(unpack_codes(self.packed, self.codes.weight_bits, self.in_features))
-        return sign.float() * torch.exp2(shift.float())
+    def from_shift_linear(cls, layer: ShiftLinear, mode: str = "auto") -> "DeployedShiftLinear":
+        return cls(layer, mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.input_quant(x)
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)
-        native = native_cpu() if flat.device.type == "cpu" and flat.dtype == torch.float32 else None
-        if native is not None:
-            self.path = "native-cpu"
-            y = native.linear_float(flat.contiguous(), self.packed, self.bias if self.bias is not None else torch.empty(0),
-                                    self.codes.weight_bits, self.codes.shift_max, self.codes.has_zero,
-                                    self.codes.weight_bits <= 4, self.in_features)
+        native = self._native(flat)
+        if self.mode == "float":
+            flat = self.input_quant(flat)
+            if native is not None:
+                self.path = "native-cpu float"
+                y = native.linear_float(flat.contiguous(), self.panels, self.bits, self.values,
+                                        127 + self.codes.shift_max + int(self.codes.has_zero), self.codes.has_zero,
+                                        self._bias_padded, self.out_features)
+            else:
+                self.path = "torch float"
+                y = F.linear(flat, self.decoded_weight().to(flat), None if self.bias is None else self.bias.to(flat))
         else:
-            self.path = "torch-fallback"
-            y = F.linear(flat, self.dense_weight().to(flat), None if self.bias is None else self.bias.to(flat))
+            plan = self.plan
+            assert plan is not None
+            if native is not None and self.offset is not None:
+                self.path = "native-cpu integer"
+                y = native.linear_int(flat.contiguous(), self.panels, self.bits, self.shifts,
+                                      self.codes.shift_max + int(self.codes.has_zero) - plan.kbase, self.codes.has_zero,
+                                      plan.in_scale, plan.lo, plan.hi, self._offset_padded, plan.out_scale,
+                                      self._bias_float_padded, self.out_features)
+            else:
+                self.path = "torch integer (int64 reference)"
+                y = integer.reference_linear(flat, self.integer_weight(), plan).to(x.device)
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, {self.codes.describe()}, packed {tuple(self.packed.shape)}"
+        return f"{self.in_features}, {self.out_features}, {self.codes.describe()}, {self.mode} mode"
 
 
-def deploy(model: nn.Module) -> dict[str, str]:
-    """Replace every ShiftLinear with a packed DeployedShiftLinear (in place, frozen first). Conv
-    layers stay emulated until their kernels exist. Returns {layer name: what happened}."""
+class DeployedShiftConv2d(_Deployed):
+    """A frozen ShiftConv2d running on packed codes (zero padding only)."""
+
+    def __init__(self, layer: ShiftConv2d, mode: str = "auto") -> None:
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            raise ShiftConfigError(f"deploy supports zero padding given as numbers, not padding_mode="
+                                   f"{layer.padding_mode!r}/padding={layer.padding!r}")
+        super().__init__(layer, mode)
+        self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
+        self.kernel_size, self.stride = tuple(layer.kernel_size), tuple(layer.stride)
+        self.padding, self.dilation, self.groups = tuple(layer.padding), tuple(layer.dilation), layer.groups
+
+    def _geometry(self) -> tuple[int, ...]:
+        return (self.out_channels, *self.kernel_size, *self.stride, *self.padding, *self.dilation, self.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        native = self._native(x)
+        bias = torch.empty(0) if self.bias is None else self.bias
+        if self.mode == "float":
+            x = self.input_quant(x)
+            if native is not None:
+                self.path = "native-cpu float"
+                return native.conv2d_float(x.contiguous(), self.packed, self.bits, self.values, bias, *self._geometry())
+            self.path = "torch float"
+            weight = self.decoded_weight().to(x).view(self.out_channels, -1, *self.kernel_size)
+            return F.conv2d(x, weight, None if self.bias is None else self.bias.to(x), self.stride, self.padding,
+                            self.dilation, self.groups)
+        plan = self.plan
+        assert plan is not None
+        if native is not None and self.offset is not None:
+            self.path = "native-cpu integer"
+            return native.conv2d_int(x.contiguous(), self.packed, self.bits, self.shifts, plan.in_scale, plan.lo,
+                                     plan.hi, self.offset, plan.out_scale, self._bias_float(), *self._geometry())
+        self.path = "torch integer (int64 reference)"
+        return integer.reference_conv2d(x, self.integer_weight(), plan, self.kernel_size, self.stride, self.padding,
+                                        self.dilation, self.groups).to(x.device)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+                f"{self.codes.describe()}, {self.mode} mode")
+
+
+DEPLOYED_LAYERS = (DeployedShiftLinear, DeployedShiftConv2d)
+
+
+def deploy(model: nn.Module, mode: str = "float") -> dict[str, str]:
+    """Freeze ``model`` and replace every shift layer with a packed deployed layer (in place).
+
+    ``mode``: ``"float"`` (fastest on CPUs), ``"integer"`` (bit-exact fixed point; every shift
+    layer needs an activation format), or ``"auto"`` (integer where the layer has fixed-point
+    inputs and exact sums fit, float elsewhere). Returns {layer name: "<kind> <mode>"}.
+    """
     from .convert import _replace_everywhere, freeze
 
+    if mode not in DEPLOY_MODES:
+        raise ShiftConfigError(f"deploy mode {mode!r}: use one of {', '.join(DEPLOY_MODES)}")
     freeze(model)
     done: dict[str, str] = {}
     for name, module in list(model.named_modules()):
-        if isinstance(module, ShiftLinear):
-            assert isinstance(module.weight_quant, FrozenWeight)
-            _replace_everywhere(model, module, DeployedShiftLinear.from_shift_linear(module))
-            done[name] = "packed linear"
-        elif hasattr(module, "weight_quant"):
-            done[name] = "emulated (no conv kernel yet)"
+        if not is_shift_layer(module):
+            continue
+        try:
+            if isinstance(module, ShiftLinear):
+                new: nn.Module = DeployedShiftLinear(module, mode)
+            else:
+                new = DeployedShiftConv2d(module, mode)
+        except ShiftConfigError as exc:
+            raise ShiftConfigError(f"layer {name!r}: {exc}") from None
+        new.train(module.training)
+        _replace_everywhere(model, module, new.to(next(iter(module.buffers())).device))
+        done[name] = f"{'linear' if isinstance(new, DeployedShiftLinear) else 'conv2d'} {new.mode}"
     return done
+
+
+def inference_path(model: nn.Module) -> str:
+    """Which arithmetic the deployed layers of ``model`` last ran, e.g. ``"native-cpu float"``;
+    counts when they differ; ``"torch-emulation"`` when nothing is deployed."""
+    paths = Counter(m.path for m in model.modules() if isinstance(m, DEPLOYED_LAYERS))
+    if not paths:
+        return "torch-emulation"
+    if len(paths) == 1:
+        return next(iter(paths))
+    return ", ".join(f"{p} x{n}" for p, n in paths.most_common())

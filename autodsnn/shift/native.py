@@ -26,6 +26,25 @@ def _cache_dir() -> Path:
     return root / "extensions" / f"torch-{torch.__version__.split('+')[0]}"
 
 
+def _build(portable: bool) -> Any:
+    # torch warns that no CUDA runtime exists when building a CPU-only extension: expected
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.cpp_extension import load
+
+    build = _cache_dir() / ("portable" if portable else "native")
+    build.mkdir(parents=True, exist_ok=True)
+    # -march=native picks AVX-512 where the CPU has it; the portable build leaves it out so the
+    # scalar fallback is compiled (and tested) too. No FMA contraction: integer-mode epilogues
+    # must round exactly like the reference.
+    arch = ["-march=native", "-mno-avx512f"] if portable else ["-march=native"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load(name="autodsnn_shift_cpu_portable" if portable else "autodsnn_shift_cpu",
+                    sources=[str(NATIVE_DIR / "shift_cpu.cpp")],
+                    extra_cflags=["-O3", "-fopenmp", *arch, "-fno-math-errno", "-ffp-contract=off"],
+                    extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
+
+
 def native_cpu() -> Any | None:
     """The compiled CPU module, building it on first use; None (with one warning) if it cannot be built."""
     global _NATIVE, _NATIVE_ERROR
@@ -35,20 +54,16 @@ def native_cpu() -> Any | None:
         if _NATIVE is not None or _NATIVE_ERROR is not None:
             return _NATIVE
         try:
-            # torch warns that no CUDA runtime exists when building a CPU-only extension: expected
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            from torch.utils.cpp_extension import load
-
-            build = _cache_dir()
-            build.mkdir(parents=True, exist_ok=True)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                _NATIVE = load(name="autodsnn_shift_cpu", sources=[str(NATIVE_DIR / "shift_cpu.cpp")],
-                               extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-math-errno"],
-                               extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
+            _NATIVE = _build(portable=False)
         except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, no headers: fall back
             _NATIVE_ERROR = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warnings.warn(f"autodsnn: native shift kernels unavailable ({_NATIVE_ERROR}); using the PyTorch "
                           "fallback. Install a C++ compiler and ninja (pip install ninja) to build them.",
                           stacklevel=2)
         return _NATIVE
+
+
+def native_cpu_portable() -> Any:
+    """The same kernels compiled without AVX-512 (the scalar fallback), for tests and comparison."""
+    with _LOCK:
+        return _build(portable=True)

@@ -1,72 +1,207 @@
+"""Native shift kernels: packed format, float mode within rounding, integer mode bit-exact."""
+import itertools
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from autodsnn.models import create_model
-from autodsnn.shift import ShiftConfig, ShiftLinear, convert, freeze
-from autodsnn.shift.kernels import DeployedShiftLinear, deploy, native_cpu, pack_codes, unpack_codes
+from autodsnn.shift import ShiftConfig, ShiftConv2d, ShiftLinear, ShiftConfigError, convert, freeze, integer
+from autodsnn.shift.kernels import (DeployedShiftConv2d, DeployedShiftLinear, canonical_codes, code_bits,
+                                    decode_canonical, deploy, inference_path, pack_codes, unpack_codes, value_table)
+from autodsnn.shift.native import native_cpu, native_cpu_portable
 from autodsnn.shift.quant import CodeSet
+
+ACT = dict(act_int_bits=3, act_frac_bits=5)
+
+
+@pytest.fixture(scope="module", params=["avx512", "portable"])
+def backend(request):
+    """Both builds of the CPU kernels; outputs are NaN-poisoned so unwritten elements show."""
+    module = native_cpu() if request.param == "avx512" else native_cpu_portable()
+    assert module is not None  # CI builds and tests the CPU kernels
+    module.set_poison(True)
+    yield module
+    module.set_poison(False)
 
 
 @pytest.mark.parametrize("bits", range(2, 9))
-@pytest.mark.parametrize("k", [1, 7, 16])
-def test_pack_unpack_roundtrip(bits, k):
-    codes = torch.randint(0, 2 ** bits, (5, k), dtype=torch.uint8)
-    packed = pack_codes(codes, bits)
-    assert packed.shape[1] == ((k + 1) // 2 if bits <= 4 else k)
-    assert torch.equal(unpack_codes(packed, bits, k), codes)
-
-
-def test_native_kernel_builds_here():
-    assert native_cpu() is not None  # CI builds and tests the CPU kernels
-
-
 @pytest.mark.parametrize("mode", ["q", "ps", "dense"])
-@pytest.mark.parametrize("bits", [2, 3, 4, 5, 8])
-@pytest.mark.parametrize("n,k,o", [(1, 37, 5), (3, 64, 33), (17, 129, 8)])
-def test_deployed_linear_matches_float64_reference(mode, bits, n, k, o):
-    torch.manual_seed(bits * 100 + k)
-    lin = nn.Linear(k, o)
-    layer = ShiftLinear.from_float(lin, ShiftConfig(mode=mode, weight_bits=bits, shift_max="auto")).eval()
-    freeze(layer)
-    deployed = DeployedShiftLinear.from_shift_linear(layer)
+def test_canonical_codes_pack_and_decode_round_trip(bits, mode):
+    codes = CodeSet(mode, bits, shift_max=1)
+    levels = codes.levels()
+    w = levels[torch.randint(0, len(levels), (6, 7))]
+    sign = w.sign().to(torch.int8)
+    shift = torch.where(w == 0, float(codes.shift_min), torch.where(w == 0, 1.0, w.abs()).log2()).to(torch.int8)
+    canon = canonical_codes(codes, sign, shift)
+    cb = code_bits(bits)
+    assert int(canon.max()) < 2 ** cb and ((canon >> (cb - 1)) & 1)[w == 0].sum() == 0  # zero has no sign
+    packed = pack_codes(canon, cb)
+    assert packed.shape[1] == (4 if cb == 4 else 7)
+    assert torch.equal(unpack_codes(packed, cb, 7), canon)
+    dsign, dshift = decode_canonical(canon, codes)
+    assert torch.equal(dsign.double() * torch.exp2(dshift.double()), w)
+    assert torch.equal(value_table(codes)[canon.long()].double(), w)
+
+
+def _narrow(module):
+    """Keep weight magnitudes within 2^-9 of the largest, so that 8-bit codes sum in int32."""
+    with torch.no_grad():
+        w = module.weight
+        w.copy_(w.sign() * w.abs().clamp(min=float(w.abs().max()) / 512))
+    return module
+
+
+def _linear(mode, bits, k, o, act=True, seed=0):
+    torch.manual_seed(seed)
+    cfg = ShiftConfig(mode=mode, weight_bits=bits, shift_max="auto", **(ACT if act else {}))
+    return freeze(ShiftLinear.from_float(_narrow(nn.Linear(k, o)), cfg).eval())
+
+
+def _tol(x, w):
+    return 1e-6 * (x.abs().double() @ w.abs().double().T).max() + 1e-6
+
+
+@pytest.mark.parametrize("mode,bits", list(itertools.product(["q", "ps", "dense"], [2, 3, 4, 5, 8])))
+@pytest.mark.parametrize("n,k,o", [(1, 37, 5), (3, 64, 33), (9, 129, 70)])
+def test_linear_float_mode_within_rounding_of_float64(backend, mode, bits, n, k, o):
+    layer = _linear(mode, bits, k, o, act=False, seed=bits + k)
+    deployed = DeployedShiftLinear(layer, "float")
+    deployed.native_module = backend
     x = torch.randn(n, k)
     y = deployed(x)
-    assert deployed.path == "native-cpu"
-    ref = torch.nn.functional.linear(x.double(), layer.quantized_weight().double(), layer.bias.double())
+    assert deployed.path == "native-cpu float"
+    ref = F.linear(x.double(), layer.quantized_weight().double(), layer.bias.double())
     assert torch.isfinite(y).all()
-    tol = 1e-6 * (x.abs().double() @ layer.quantized_weight().abs().double().T).max() + 1e-7
-    assert (y.double() - ref).abs().max() <= tol
-    if mode != "dense":
-        assert (layer.sign_and_shift()[0] == 0).any() or bits > 3  # zero codes exercised at low bits
+    assert (y.double() - ref).abs().max() <= _tol(x, layer.quantized_weight())
+    if mode != "dense" and bits <= 3:
+        assert (layer.sign_and_shift()[0] == 0).any()  # zero codes are exercised
 
 
-def test_deployed_model_predicts_like_the_emulated_one():
+@pytest.mark.parametrize("mode,bits", list(itertools.product(["q", "ps", "dense"], [2, 3, 4, 5, 8])))
+@pytest.mark.parametrize("n,k,o", [(1, 37, 5), (3, 64, 33), (9, 129, 70)])
+def test_linear_integer_mode_equals_reference_exactly(backend, mode, bits, n, k, o):
+    layer = _linear(mode, bits, k, o, seed=bits * 7 + k)
+    deployed = DeployedShiftLinear(layer, "integer")
+    deployed.native_module = backend
+    x = torch.randn(n, k) * 4  # some inputs saturate
+    y = deployed(x)
+    assert deployed.path == "native-cpu integer"
+    ref = integer.reference_linear(x, deployed.integer_weight(), deployed.plan)
+    assert torch.equal(y, ref)
+    # and the definition is the layer's own arithmetic, up to float32 accumulation rounding
+    assert (ref.double() - layer(x).double()).abs().max() <= _tol(layer.input_quant(x), layer.quantized_weight())
+
+
+CONVS = [  # (in, out, kernel, stride, padding, dilation, groups, size)
+    (3, 16, 3, 1, 1, 1, 1, 9), (16, 16, 3, 2, 1, 1, 1, 8), (8, 8, 3, 1, 2, 2, 8, 7), (6, 9, 1, 1, 0, 1, 3, 5),
+    (4, 20, 5, 2, 0, 1, 2, 13), (5, 3, (1, 3), (2, 1), (0, 1), (1, 2), 1, 11), (16, 32, 1, 2, 0, 1, 1, 8),
+]
+
+
+def _conv(mode, bits, spec, act=True, seed=0):
+    torch.manual_seed(seed)
+    cin, cout, ks, st, pd, dl, g, _ = spec
+    cfg = ShiftConfig(mode=mode, weight_bits=bits, shift_max="auto", **(ACT if act else {}))
+    return freeze(ShiftConv2d.from_float(_narrow(nn.Conv2d(cin, cout, ks, st, pd, dl, g)), cfg).eval())
+
+
+@pytest.mark.parametrize("spec", CONVS)
+@pytest.mark.parametrize("mode,bits", [("q", 2), ("ps", 4), ("dense", 3), ("ps", 5), ("dense", 8)])
+def test_conv2d_float_mode_within_rounding(backend, spec, mode, bits):
+    layer = _conv(mode, bits, spec, act=False, seed=bits)
+    deployed = DeployedShiftConv2d(layer, "float")
+    deployed.native_module = backend
+    x = torch.randn(2, spec[0], spec[-1], spec[-1])
+    y = deployed(x)
+    assert deployed.path == "native-cpu float"
+    ref = F.conv2d(x.double(), layer.quantized_weight().double(), layer.bias.double(), layer.stride, layer.padding,
+                   layer.dilation, layer.groups)
+    assert y.shape == ref.shape and torch.isfinite(y).all()
+    assert (y.double() - ref).abs().max() <= 1e-5 * ref.abs().max() + 1e-6
+
+
+@pytest.mark.parametrize("spec", CONVS)
+@pytest.mark.parametrize("mode,bits", [("q", 2), ("ps", 4), ("dense", 3), ("ps", 5), ("dense", 8)])
+def test_conv2d_integer_mode_equals_reference_exactly(backend, spec, mode, bits):
+    layer = _conv(mode, bits, spec, seed=bits + 1)
+    deployed = DeployedShiftConv2d(layer, "integer")
+    deployed.native_module = backend
+    x = torch.randn(2, spec[0], spec[-1], spec[-1]) * 4
+    y = deployed(x)
+    assert deployed.path == "native-cpu integer"
+    ref = integer.reference_conv2d(x, deployed.integer_weight(), deployed.plan, deployed.kernel_size,
+                                   deployed.stride, deployed.padding, deployed.dilation, deployed.groups)
+    assert torch.equal(y, ref)
+    assert (ref - layer(x)).abs().max() <= 1e-5 * ref.abs().max() + 1e-6
+
+
+def test_integer_bias_off_the_grid_is_added_in_float(backend):
+    torch.manual_seed(3)
+    cfg = ShiftConfig(mode="ps", weight_bits=4, shift_max="auto", quantize_bias=False, **ACT)
+    layer = freeze(ShiftLinear.from_float(nn.Linear(20, 7), cfg).eval())
+    deployed = DeployedShiftLinear(layer, "integer")
+    deployed.native_module = backend
+    assert deployed.plan.bias_float is not None
+    x = torch.randn(4, 20)
+    assert torch.equal(deployed(x), integer.reference_linear(x, deployed.integer_weight(), deployed.plan))
+
+
+def test_integer_mode_needs_an_activation_format():
+    with pytest.raises(ShiftConfigError, match="fixed-point inputs"):
+        DeployedShiftLinear(_linear("ps", 4, 8, 3, act=False), "integer")
+
+
+def test_wide_sums_fall_back_to_the_int64_reference():
     torch.manual_seed(0)
-    model = create_model("mnist-fc", num_classes=10)
+    cfg = ShiftConfig(mode="ps", weight_bits=8, shift_max="auto", **ACT)
+    lin = nn.Linear(64, 5)
+    with torch.no_grad():
+        lin.weight[0, :2] = torch.tensor([1.0, 2.0 ** -40])  # 8-bit codes spanning 41 exponents
+    layer = freeze(ShiftLinear.from_float(lin, cfg).eval())
+    deployed = DeployedShiftLinear(layer, "integer")
+    x = torch.randn(2, 64)
+    y = deployed(x)
+    assert not deployed.plan.fits_int32 and deployed.path == "torch integer (int64 reference)"
+    assert torch.equal(y, integer.reference_linear(x, deployed.integer_weight(), deployed.plan))
+
+
+def test_without_native_kernels_the_torch_paths_compute_the_same(monkeypatch):
+    layer = _linear("q", 3, 33, 9)
+    x = torch.randn(5, 33)
+    native = {m: DeployedShiftLinear(layer, m)(x) for m in ("float", "integer")}
+    monkeypatch.setattr("autodsnn.shift.kernels.native_cpu", lambda: None)
+    for m in ("float", "integer"):
+        d = DeployedShiftLinear(layer, m)
+        y = d(x)
+        assert d.path.startswith("torch")
+        assert torch.equal(y, native[m]) if m == "integer" else torch.allclose(y, native[m], atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["float", "integer"])
+def test_deployed_resnet20_predicts_like_the_emulated_one(mode):
+    torch.manual_seed(0)
+    model = create_model("resnet20", num_classes=10)
     convert(model, ShiftConfig(mode="ps", weight_bits=4, shift_max="auto", act_int_bits=4, act_frac_bits=8))
     model.eval()
-    x = torch.randn(64, 1, 28, 28)
-    emulated = model(x)
-    report = deploy(model)
-    assert list(report.values()) == ["packed linear"] * 3
-    deployed = model(x)
+    x = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        emulated = model(x)
+        report = deploy(model, mode)
+        deployed = model(x)
+    assert len(report) == 22 and all(v.endswith(mode) for v in report.values())  # 19 convs, 2 shortcuts, fc
+    assert inference_path(model) == f"native-cpu {mode}"
     assert torch.equal(deployed.argmax(1), emulated.argmax(1))
-    assert torch.allclose(deployed, emulated, atol=1e-4, rtol=1e-5)
+    assert torch.allclose(deployed, emulated, atol=1e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("fmt", [(3, 5, True), (2, 4, False), (8, 8, True), (16, 12, True)])
-def test_native_fixed_point_equals_torch_path(fmt):
-    from autodsnn.shift.quant import FixedPoint, quantize_fixed_point
-    f = FixedPoint(*fmt)
-    x = torch.randn(40_000) * 2 ** (f.int_bits + 1)
-    x[:8] = torch.tensor([0.5, 1.5, -0.5, 2.5, float("nan"), float("inf"), -float("inf"), 0.0]) / 2 ** f.frac_bits
-    grid = x.view(200, 200)
-    native = quantize_fixed_point(grid, f)  # CPU float32 contiguous: the native pass
-    reference = quantize_fixed_point(grid.t(), f).t()  # non-contiguous: the PyTorch path
-    assert torch.equal(native.isnan(), reference.isnan())
-    assert torch.equal(native[~native.isnan()], reference[~reference.isnan()])
-    assert native.is_contiguous() and not grid.t().is_contiguous()
-    y = x.clone().requires_grad_()
-    quantize_fixed_point(y, f).sum().backward()  # the backward is unchanged: clipped STE
-    assert set(y.grad.unique().tolist()) <= {0.0, 1.0}
+def test_deploy_auto_uses_integer_where_inputs_are_fixed_point():
+    model = nn.Sequential(nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 4))
+    convert(model, ShiftConfig(mode="ps", weight_bits=4, shift_depth="all", act_int_bits=3, act_frac_bits=5,
+                               exclude=("2",)))
+    convert(model, ShiftConfig(mode="q", weight_bits=4, include=("2",)))
+    report = deploy(model.eval(), "auto")
+    assert report == {"0": "linear integer", "2": "linear float"}
+    model(torch.randn(3, 10))
+    assert inference_path(model) == "native-cpu integer x1, native-cpu float x1"
