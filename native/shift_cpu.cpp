@@ -131,7 +131,31 @@ void pack_tile(const T* x, const Geometry& g, int64_t n, int64_t grp, int64_t p0
   }
 }
 
+// Where the 32 lanes of a conv tile go: runs of lanes [a, b) stored at y + shift + lane.
+struct TileStores {
+  int count = 0;
+  int a[kTile + 2], b[kTile + 2];
+  int64_t shift[kTile + 2];
+  void add(int lo, int hi, int64_t sh) {
+    a[count] = lo;
+    b[count] = hi;
+    shift[count] = sh;
+    ++count;
+  }
+};
+
 #if AUTODSNN_AVX512
+
+// Masked stores never touch masked-off lanes (nor fault on them), so base may point before y.
+inline void store_tile(float* y, __m512 v0, __m512 v1, const TileStores& st) {
+  for (int i = 0; i < st.count; ++i) {
+    const uint32_t hi = st.b[i] >= 32 ? 0xFFFFFFFFu : (1u << st.b[i]) - 1u;
+    const uint32_t m = hi & ~((1u << st.a[i]) - 1u);
+    float* base = y + st.shift[i];
+    if (m & 0xFFFFu) _mm512_mask_storeu_ps(base, static_cast<__mmask16>(m & 0xFFFFu), v0);
+    if (m >> 16) _mm512_mask_storeu_ps(base + 16, static_cast<__mmask16>(m >> 16), v1);
+  }
+}
 
 inline __mmask16 lane_mask(int64_t valid) {
   return valid >= 16 ? static_cast<__mmask16>(0xFFFF) : valid <= 0 ? 0 : static_cast<__mmask16>((1u << valid) - 1);
@@ -279,13 +303,16 @@ void linear_int_tile(const int32_t* q, int64_t K, const uint8_t* panel, const De
 }
 
 // ---- conv2d tiles: 8 output channels x 32 positions -------------------------------------------
+// A tile reads, for each k, 32 consecutive values at src + koff[k] (an im2col tile, or the padded
+// input directly for stride 1) and writes its lanes through TileStores.
 // w: [K][8] weights of 8 channels (zero-padded past the last channel).
-void conv_f32_tile(const float* col, int64_t K, const float* w, const float* bias, float* y, int64_t P,
-                   int64_t channels, int64_t np) {
+void conv_f32_tile(const float* src, const int64_t* koff, int64_t K, const float* w, const float* bias, float* y,
+                   int64_t P, int64_t channels, const TileStores& st) {
   __m512 acc[kRows][2];
   for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
-    const __m512 c0 = _mm512_loadu_ps(col + k * kTile), c1 = _mm512_loadu_ps(col + k * kTile + 16);
+    const float* s = src + koff[k];
+    const __m512 c0 = _mm512_loadu_ps(s), c1 = _mm512_loadu_ps(s + 16);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
       const __m512 wb = _mm512_set1_ps(w[k * kRows + r]);
@@ -293,21 +320,21 @@ void conv_f32_tile(const float* col, int64_t K, const float* w, const float* bia
       acc[r][1] = _mm512_fmadd_ps(wb, c1, acc[r][1]);
     }
   }
-  const __mmask16 m0 = lane_mask(np), m1 = lane_mask(np - 16);
   for (int r = 0; r < channels; ++r) {
     const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
-    _mm512_mask_storeu_ps(y + r * P, m0, _mm512_add_ps(acc[r][0], b));
-    _mm512_mask_storeu_ps(y + r * P + 16, m1, _mm512_add_ps(acc[r][1], b));
+    store_tile(y + r * P, _mm512_add_ps(acc[r][0], b), _mm512_add_ps(acc[r][1], b), st);
   }
 }
 
 // wi: [K][8][2] (shift count, sign mask) per channel.
-void conv_int_tile(const int32_t* col, int64_t K, const int32_t* wi, const int32_t* offset, float out_scale,
-                   const float* bias_float, float* y, int64_t P, int64_t channels, int64_t np) {
+void conv_int_tile(const int32_t* src, const int64_t* koff, int64_t K, const int32_t* wi, const int32_t* offset,
+                   float out_scale, const float* bias_float, float* y, int64_t P, int64_t channels,
+                   const TileStores& st) {
   __m512i acc[kRows][2];
   for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_set1_epi32(r < channels ? offset[r] : 0);
   for (int64_t k = 0; k < K; ++k) {
-    const __m512i c0 = _mm512_loadu_si512(col + k * kTile), c1 = _mm512_loadu_si512(col + k * kTile + 16);
+    const int32_t* s = src + koff[k];
+    const __m512i c0 = _mm512_loadu_si512(s), c1 = _mm512_loadu_si512(s + 16);
     const int32_t* wk = wi + k * kRows * 2;
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
@@ -316,7 +343,6 @@ void conv_int_tile(const int32_t* col, int64_t K, const int32_t* wi, const int32
       acc[r][1] = _mm512_add_epi32(acc[r][1], _mm512_xor_si512(_mm512_sllv_epi32(c1, sh), sg));
     }
   }
-  const __mmask16 m0 = lane_mask(np), m1 = lane_mask(np - 16);
   const __m512 scale = _mm512_set1_ps(out_scale);
   for (int r = 0; r < channels; ++r) {
     __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][0]), scale);
@@ -326,39 +352,47 @@ void conv_int_tile(const int32_t* col, int64_t K, const int32_t* wi, const int32
       v0 = _mm512_add_ps(v0, b);
       v1 = _mm512_add_ps(v1, b);
     }
-    _mm512_mask_storeu_ps(y + r * P, m0, v0);
-    _mm512_mask_storeu_ps(y + r * P + 16, m1, v1);
+    store_tile(y + r * P, v0, v1, st);
   }
 }
 
 #else  // portable fallback: same layouts and arithmetic, scalar loops
 
-void conv_f32_tile(const float* col, int64_t K, const float* w, const float* bias, float* y, int64_t P,
-                   int64_t channels, int64_t np) {
+void store_tile(float* y, const float* v, const TileStores& st) {
+  for (int i = 0; i < st.count; ++i)
+    for (int t = st.a[i]; t < st.b[i]; ++t) y[st.shift[i] + t] = v[t];
+}
+
+void conv_f32_tile(const float* src, const int64_t* koff, int64_t K, const float* w, const float* bias, float* y,
+                   int64_t P, int64_t channels, const TileStores& st) {
   for (int64_t r = 0; r < channels; ++r) {
     float acc[kTile] = {0};
     for (int64_t k = 0; k < K; ++k)
-      for (int t = 0; t < kTile; ++t) acc[t] += w[k * kRows + r] * col[k * kTile + t];
-    for (int64_t t = 0; t < np; ++t) y[r * P + t] = acc[t] + (bias ? bias[r] : 0.0f);
+      for (int t = 0; t < kTile; ++t) acc[t] += w[k * kRows + r] * src[koff[k] + t];
+    for (int t = 0; t < kTile; ++t) acc[t] = acc[t] + (bias ? bias[r] : 0.0f);
+    store_tile(y + r * P, acc, st);
   }
 }
 
-void conv_int_tile(const int32_t* col, int64_t K, const int32_t* wi, const int32_t* offset, float out_scale,
-                   const float* bias_float, float* y, int64_t P, int64_t channels, int64_t np) {
+void conv_int_tile(const int32_t* src, const int64_t* koff, int64_t K, const int32_t* wi, const int32_t* offset,
+                   float out_scale, const float* bias_float, float* y, int64_t P, int64_t channels,
+                   const TileStores& st) {
   for (int64_t r = 0; r < channels; ++r) {
     uint32_t acc[kTile];
     for (int t = 0; t < kTile; ++t) acc[t] = static_cast<uint32_t>(offset[r]);
     for (int64_t k = 0; k < K; ++k) {
       const int32_t sh = wi[(k * kRows + r) * 2], sg = wi[(k * kRows + r) * 2 + 1];
-      if (sh >= 32) { if (sg) for (int t = 0; t < kTile; ++t) acc[t] += 0xFFFFFFFFu; continue; }
-      for (int t = 0; t < kTile; ++t)
-        acc[t] += (static_cast<uint32_t>(col[k * kTile + t]) << sh) ^ static_cast<uint32_t>(sg);
+      for (int t = 0; t < kTile; ++t) {
+        const uint32_t q = static_cast<uint32_t>(src[koff[k] + t]);
+        acc[t] += (sh >= 32 ? 0u : q << sh) ^ static_cast<uint32_t>(sg);
+      }
     }
-    for (int64_t t = 0; t < np; ++t) {
-      float v = static_cast<float>(static_cast<int32_t>(acc[t])) * out_scale;
-      if (bias_float) v = v + bias_float[r];
-      y[r * P + t] = v;
+    float v[kTile];
+    for (int t = 0; t < kTile; ++t) {
+      v[t] = static_cast<float>(static_cast<int32_t>(acc[t])) * out_scale;
+      if (bias_float) v[t] = v[t] + bias_float[r];
     }
+    store_tile(y + r * P, v, st);
   }
 }
 
@@ -516,19 +550,93 @@ torch::Tensor linear_int(torch::Tensor x, torch::Tensor panels, int64_t code_bit
   return y;
 }
 
-// Shared conv driver: decode weights into per-channel-block buffers, then tiles of
-// (image, group, 32 positions) in parallel, each packing its im2col tile once.
+namespace {
+
+// Stride-1 convolutions read the zero-padded input directly: tiles walk output positions on the
+// padded width (the lanes that fall in the padding columns are computed and dropped), so the
+// values for tap (c, ki, kj) are 32 consecutive floats at a fixed offset: no im2col packing.
+// Slack at the end covers the dropped lanes of the last tile.
+template <typename T, typename Convert>
+const T* padded_input(const float* x, const Geometry& g, std::vector<T>& buf, Convert convert) {
+  const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw, plane = Hp * Wp, planes = g.N * g.C;
+  const int64_t slack = kTile + (g.kw - 1) * g.dw + 16;
+  T* out = grow(buf, static_cast<size_t>(planes * plane + slack));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < planes; ++i) {
+    T* dst = out + i * plane;
+    const float* src = x + i * g.H * g.W;
+    std::fill(dst, dst + g.ph * Wp, T(0));
+    for (int64_t h = 0; h < g.H; ++h) {
+      T* row = dst + (g.ph + h) * Wp;
+      std::fill(row, row + g.pw, T(0));
+      for (int64_t w = 0; w < g.W; ++w) row[g.pw + w] = convert(src[h * g.W + w]);
+      std::fill(row + g.pw + g.W, row + Wp, T(0));
+    }
+    std::fill(dst + (g.ph + g.H) * Wp, dst + plane, T(0));
+  }
+  std::fill(out + planes * plane, out + planes * plane + slack, T(0));
+  return out;
+}
+
+// Runs tile(source, koff, n, group, stores) over every (image, group, 32-position tile) in
+// parallel. direct: src is the padded input (stride 1); else src is the input and each tile
+// packs its own im2col block.
+template <typename T, typename TileFn>
+void for_conv_tiles(const T* src, bool direct, const Geometry& g, TileFn tile) {
+  const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw, plane = Hp * Wp;
+  const int64_t P = direct ? g.OH * Wp : g.P;
+  const int64_t tiles = (P + kTile - 1) / kTile;
+  static thread_local std::vector<int64_t> koff_buf;
+  int64_t* koff = grow(koff_buf, static_cast<size_t>(g.K));
+  for (int64_t c = 0, k = 0; c < g.Cg; ++c)
+    for (int64_t ki = 0; ki < g.kh; ++ki)
+      for (int64_t kj = 0; kj < g.kw; ++kj, ++k)
+        koff[k] = direct ? c * plane + ki * g.dh * Wp + kj * g.dw : k * kTile;
+#pragma omp parallel
+  {
+    static thread_local std::vector<T> colbuf;
+    T* col = direct ? nullptr : grow(colbuf, static_cast<size_t>(g.K * kTile));
+#pragma omp for collapse(3) schedule(static)
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t grp = 0; grp < g.G; ++grp)
+        for (int64_t t = 0; t < tiles; ++t) {
+          TileStores st;
+          const int64_t p0 = t * kTile, end = std::min<int64_t>(kTile, P - p0);
+          if (direct) {
+            int64_t lane = 0;
+            while (lane < end) {
+              const int64_t p = p0 + lane, oh = p / Wp, ow = p % Wp;
+              if (ow < g.OW) st.add(static_cast<int>(lane), static_cast<int>(std::min(end, lane + g.OW - ow)),
+                                    oh * g.OW + ow - lane);
+              lane += Wp - ow;
+            }
+            tile(src + (n * g.C + grp * g.Cg) * plane + p0, koff, n, grp, st);
+          } else {
+            pack_tile(src, g, n, grp, p0, end, col);
+            st.add(0, static_cast<int>(end), p0);
+            tile(col, koff, n, grp, st);
+          }
+        }
+  }
+}
+
+void check_conv(const torch::Tensor& x, const torch::Tensor& packed, int64_t OC, const char* name) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
+              name, " needs a contiguous float32 CPU NCHW input");
+  TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.is_contiguous() && packed.size(0) == OC,
+              "packed codes must be contiguous uint8 (out_channels, row bytes)");
+}
+
+}  // namespace
+
 torch::Tensor conv2d_float(torch::Tensor x, torch::Tensor packed, int64_t code_bits, torch::Tensor values,
                            torch::Tensor bias, int64_t OC, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                            int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
-              "conv2d_float needs a contiguous float32 CPU NCHW input");
+  check_conv(x, packed, OC, "conv2d_float");
   const Geometry g = conv_geometry(x, OC, kh, kw, sh, sw, ph, pw, dh, dw, G);
-  TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.is_contiguous() && packed.size(0) == OC,
-              "packed codes must be contiguous uint8 (out_channels, row bytes)");
-  TORCH_CHECK(values.numel() == (1 << code_bits), "values table size");
+  TORCH_CHECK(values.scalar_type() == torch::kFloat32 && values.numel() == (1 << code_bits), "values table size");
   const int64_t blocks = (g.OCg + kRows - 1) / kRows, row_bytes = packed.size(1);
-  static thread_local std::vector<float> wbuf;
+  static thread_local std::vector<float> wbuf, xpad;
   float* w = grow(wbuf, static_cast<size_t>(G * blocks * g.K * kRows));
   const float* tab = values.data_ptr<float>();
   const uint8_t* pk = packed.data_ptr<uint8_t>();
@@ -541,27 +649,17 @@ torch::Tensor conv2d_float(torch::Tensor x, torch::Tensor packed, int64_t code_b
               oc < g.OCg ? tab[code_at(pk + (grp * g.OCg + oc) * row_bytes, k, code_bits)] : 0.0f;
         }
   auto y = new_output({g.N, OC, g.OH, g.OW}, x);
-  const float* xp = x.data_ptr<float>();
   const float* bp = bias.numel() ? bias.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  const int64_t tiles = (g.P + kTile - 1) / kTile;
-#pragma omp parallel
-  {
-    static thread_local std::vector<float> colbuf;
-    float* col = grow(colbuf, static_cast<size_t>(g.K * kTile));
-#pragma omp for collapse(3) schedule(static)
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t grp = 0; grp < G; ++grp)
-        for (int64_t t = 0; t < tiles; ++t) {
-          const int64_t p0 = t * kTile, np = std::min<int64_t>(kTile, g.P - p0);
-          pack_tile(xp, g, n, grp, p0, np, col);
-          for (int64_t b = 0; b < blocks; ++b) {
-            const int64_t oc0 = grp * g.OCg + b * kRows;
-            conv_f32_tile(col, g.K, w + (grp * blocks + b) * g.K * kRows, bp ? bp + oc0 : nullptr,
-                          yp + (n * OC + oc0) * g.P + p0, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), np);
-          }
-        }
-  }
+  const bool direct = sh == 1 && sw == 1;
+  const float* src = direct ? padded_input(x.data_ptr<float>(), g, xpad, [](float v) { return v; }) : x.data_ptr<float>();
+  for_conv_tiles(src, direct, g, [&](const float* base, const int64_t* koff, int64_t n, int64_t grp, const TileStores& st) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t oc0 = grp * g.OCg + b * kRows;
+      conv_f32_tile(base, koff, g.K, w + (grp * blocks + b) * g.K * kRows, bp ? bp + oc0 : nullptr,
+                    yp + (n * OC + oc0) * g.P, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), st);
+    }
+  });
   return y;
 }
 
@@ -569,11 +667,8 @@ torch::Tensor conv2d_int(torch::Tensor x, torch::Tensor packed, int64_t code_bit
                          double in_scale, double lo, double hi, torch::Tensor offset, double out_scale,
                          torch::Tensor bias_float, int64_t OC, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                          int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous(),
-              "conv2d_int needs a contiguous float32 CPU NCHW input");
+  check_conv(x, packed, OC, "conv2d_int");
   const Geometry g = conv_geometry(x, OC, kh, kw, sh, sw, ph, pw, dh, dw, G);
-  TORCH_CHECK(packed.scalar_type() == torch::kUInt8 && packed.is_contiguous() && packed.size(0) == OC,
-              "packed codes must be contiguous uint8 (out_channels, row bytes)");
   TORCH_CHECK(shifts.scalar_type() == torch::kInt32 && shifts.numel() == (1 << code_bits), "shifts table size");
   TORCH_CHECK(offset.scalar_type() == torch::kInt32 && offset.numel() == OC, "offset must be int32 (out_channels,)");
   TORCH_CHECK(bias_float.numel() == 0 || bias_float.numel() == OC, "bias_float must have out_channels entries");
@@ -597,32 +692,31 @@ torch::Tensor conv2d_int(torch::Tensor x, torch::Tensor packed, int64_t code_bit
           e[0] = s;
           e[1] = neg;
         }
-  int32_t* q = grow(qbuf, static_cast<size_t>(x.numel()));
-  quantize_inputs(x.data_ptr<float>(), x.numel(), static_cast<float>(in_scale), static_cast<float>(lo),
-                  static_cast<float>(hi), q);
+  const float fs = static_cast<float>(in_scale), flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+  const bool direct = sh == 1 && sw == 1;
+  const int32_t* src;
+  if (direct) {
+    src = padded_input(x.data_ptr<float>(), g, qbuf, [=](float v) {
+      v = v < flo ? flo : (v > fhi ? fhi : v);
+      return static_cast<int32_t>(std::nearbyint(v * fs));
+    });
+  } else {
+    int32_t* q = grow(qbuf, static_cast<size_t>(x.numel()));
+    quantize_inputs(x.data_ptr<float>(), x.numel(), fs, flo, fhi, q);
+    src = q;
+  }
   auto y = new_output({g.N, OC, g.OH, g.OW}, x);
   const int32_t* op = offset.data_ptr<int32_t>();
   const float* bf = bias_float.numel() ? bias_float.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   const float os = static_cast<float>(out_scale);
-  const int64_t tiles = (g.P + kTile - 1) / kTile;
-#pragma omp parallel
-  {
-    static thread_local std::vector<int32_t> colbuf;
-    int32_t* col = grow(colbuf, static_cast<size_t>(g.K * kTile));
-#pragma omp for collapse(3) schedule(static)
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t grp = 0; grp < G; ++grp)
-        for (int64_t t = 0; t < tiles; ++t) {
-          const int64_t p0 = t * kTile, np = std::min<int64_t>(kTile, g.P - p0);
-          pack_tile(q, g, n, grp, p0, np, col);
-          for (int64_t b = 0; b < blocks; ++b) {
-            const int64_t oc0 = grp * g.OCg + b * kRows;
-            conv_int_tile(col, g.K, w + (grp * blocks + b) * g.K * kRows * 2, op + oc0, os, bf ? bf + oc0 : nullptr,
-                          yp + (n * OC + oc0) * g.P + p0, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), np);
-          }
-        }
-  }
+  for_conv_tiles(src, direct, g, [&](const int32_t* base, const int64_t* koff, int64_t n, int64_t grp, const TileStores& st) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t oc0 = grp * g.OCg + b * kRows;
+      conv_int_tile(base, koff, g.K, w + (grp * blocks + b) * g.K * kRows * 2, op + oc0, os, bf ? bf + oc0 : nullptr,
+                    yp + (n * OC + oc0) * g.P, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), st);
+    }
+  });
   return y;
 }
 
