@@ -8,6 +8,7 @@ from .config import ShiftConfig
 from .convert import (ConversionReport, convert, convertible_layers, export, export_codes, freeze,
                       load_codes, load_exported, shift_layers)
 from .cost import ENERGY_45NM, Cost, EnergyTable, cost
+from .kernels import (DeployedShiftConv2d, DeployedShiftLinear, deploy, deploy_exported, inference_path)
 from .layers import (WEIGHT_MODES, DenseWeight, FrozenWeight, InputQuantizer, PSWeight, QWeight,
                      ShiftConv2d, ShiftLinear, WeightQuantizer, is_shift_layer, register_weight_mode)
 from .quant import CodeSet, FixedPoint, ShiftConfigError, quantize_fixed_point, quantize_pow2
@@ -19,5 +20,6 @@ __all__ = [
     "cost", "Cost", "EnergyTable", "ENERGY_45NM", "ShiftLinear", "ShiftConv2d", "WeightQuantizer",
     "QWeight", "PSWeight", "DenseWeight", "FrozenWeight", "InputQuantizer", "WEIGHT_MODES",
     "register_weight_mode", "is_shift_layer", "SpatialShift", "ConvShiftConv", "shift_offsets",
-    "quantize_fixed_point", "quantize_pow2",
+    "quantize_fixed_point", "quantize_pow2", "deploy", "deploy_exported", "inference_path",
+    "DeployedShiftLinear", "DeployedShiftConv2d",
 ]

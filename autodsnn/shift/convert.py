@@ -9,6 +9,7 @@ says which), which is forward order for torchvision's classification models.
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +18,14 @@ from typing import Any, Callable, Iterable, Union
 import torch
 from torch import nn
 
+from . import kernels
 from .config import ShiftConfig
 from .layers import FrozenWeight, ShiftConv2d, ShiftLinear, is_shift_layer
 from .quant import CodeSet, ShiftConfigError
 
 FilterFn = Callable[[nn.Module, str], bool]
 EXPORT_FORMAT = "autodsnn-shift-codes"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: packed canonical codes (autodsnn.shift.kernels); 1: one code per byte
 
 # A handler per convertible float type: a new layer kind is an entry here, not an if-branch.
 _CONVERTERS: dict[type[nn.Module], tuple[str, Callable[[Any, ShiftConfig], nn.Module]]] = {
@@ -216,7 +218,8 @@ def export_codes(model: nn.Module) -> dict[str, Any]:
             "mode": codes.mode, "weight_bits": codes.weight_bits, "shift_max": codes.shift_max,
             "shift_min": codes.shift_min, "has_zero": codes.has_zero,
             "shape": list(sign.shape),
-            "codes": codes.encode(sign.cpu(), shift.cpu()),
+            "code_bits": kernels.code_bits(codes.weight_bits),
+            "packed": kernels.pack_codes(kernels.canonical_codes(codes, sign, shift), kernels.code_bits(codes.weight_bits)),
             "bias": None if layer.bias is None else layer.quantized_bias().detach().cpu().clone(),
             "activation": None if fmt is None else {"int_bits": fmt.int_bits, "frac_bits": fmt.frac_bits,
                                                     "signed": fmt.signed},
@@ -269,7 +272,12 @@ def load_codes(model: nn.Module, exported: Union[dict[str, Any], str, os.PathLik
         if list(layer.sign_and_shift()[0].shape) != entry["shape"]:
             raise ShiftConfigError(f"layer {name!r} has shape {list(layer.sign_and_shift()[0].shape)}, the export {entry['shape']}")
         codes = cfg.code_set()
-        sign, shift = codes.decode(entry["codes"])
+        if "packed" in entry:
+            cols = math.prod(entry["shape"][1:])
+            sign, shift = kernels.decode_canonical(kernels.unpack_codes(entry["packed"], entry["code_bits"], cols), codes)
+            sign, shift = sign.view(entry["shape"]), shift.view(entry["shape"])
+        else:  # format 1
+            sign, shift = codes.decode(entry["codes"])
         device = layer.weight_quant.shift_max.device
         dtype = next((p.dtype for p in layer.parameters() if p.is_floating_point()), torch.float32)
         layer.weight_quant = FrozenWeight(sign.to(device), shift.to(device), codes, dtype)

@@ -318,3 +318,12 @@ def inference_path(model: nn.Module) -> str:
     if len(paths) == 1:
         return next(iter(paths))
     return ", ".join(f"{p} x{n}" for p, n in paths.most_common())
+
+
+def deploy_exported(model: nn.Module, exported: Any, mode: str = "float") -> dict[str, str]:
+    """Load a shift-code export (a path or :func:`autodsnn.shift.export_codes` dict; packed
+    codes) into ``model`` and deploy it: a trained DSNN from its checkpoint to the kernels."""
+    from .convert import load_codes
+
+    load_codes(model, exported)
+    return deploy(model, mode)

@@ -1,3 +1,4 @@
+import math
 import pytest
 import torch
 import torchvision
@@ -149,7 +150,9 @@ def test_freeze_equals_eval_and_export_roundtrips(mode, act, tmp_path):
     path = export(model, tmp_path / "codes.pt")
     data = load_exported(path)
     for name, entry in data["layers"].items():
-        assert torch.equal(entry["codes"], codes_before["layers"][name]["codes"])
+        assert torch.equal(entry["packed"], codes_before["layers"][name]["packed"])
+        rows, cols = entry["shape"][0], math.prod(entry["shape"][1:])  # 4-bit codes: two per byte
+        assert entry["code_bits"] == 4 and entry["packed"].shape == (rows, (cols + 1) // 2)
     # A fresh float model of the same architecture gets the same shift layers from the export.
     fresh = torchvision.models.resnet18(num_classes=10)
     fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "weight_quant" not in k}, strict=False)
@@ -157,6 +160,24 @@ def test_freeze_equals_eval_and_export_roundtrips(mode, act, tmp_path):
     fresh.eval()
     assert len(shift_layers(fresh)) == len(shift_layers(model))
     assert torch.equal(fresh(x), expected)
+
+
+def test_format_1_exports_still_load(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5))
+    convert(model, ShiftConfig(mode="ps", weight_bits=5, shift_depth="all"))
+    freeze(model.eval())
+    data = export_codes(model)
+    entry = data["layers"]["0"]
+    sign, shift = model[0].sign_and_shift()
+    entry["codes"] = model[0].codes.encode(sign, shift)  # what format 1 stored instead of packed codes
+    del entry["packed"], entry["code_bits"]
+    data["version"] = 1
+    fresh = nn.Sequential(nn.Linear(6, 5))
+    fresh[0].bias.data.copy_(model[0].bias)
+    load_codes(fresh, data)
+    x = torch.randn(3, 6)
+    assert torch.equal(fresh(x), model(x))
 
 
 def test_load_exported_rejects_other_files(tmp_path):

@@ -205,3 +205,23 @@ def test_deploy_auto_uses_integer_where_inputs_are_fixed_point():
     assert report == {"0": "linear integer", "2": "linear float"}
     model(torch.randn(3, 10))
     assert inference_path(model) == "native-cpu integer x1, native-cpu float x1"
+
+
+def test_a_checkpoints_packed_codes_deploy_into_a_fresh_model(tmp_path):
+    from autodsnn.shift import deploy_exported, export
+
+    torch.manual_seed(1)
+    model = create_model("resnet20", num_classes=10)
+    convert(model, ShiftConfig(mode="dense", weight_bits=3, shift_max="auto", act_int_bits=4, act_frac_bits=8))
+    model.eval()
+    path = export(freeze(model), tmp_path / "shift_codes.pt")
+    fresh = create_model("resnet20", num_classes=10)
+    fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "weight_quant" not in k}, strict=False)
+    report = deploy_exported(fresh.eval(), path, "integer")
+    assert len(report) == 22
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        reference = model(x)
+        deploy(model, "integer")
+        assert torch.equal(fresh(x), model(x))  # same codes, same integer arithmetic
+    assert torch.allclose(fresh(x), reference, atol=1e-3, rtol=1e-4)
