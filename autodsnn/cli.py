@@ -79,6 +79,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", default=0, type=int)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--resume-from", default=None, help="continue from a lower-budget checkpoint of this configuration")
+    g.add_argument("--inference-kernels", default="float", choices=["float", "integer", "auto", "emulation"],
+                   help="how the measured inference pass runs: deployed kernels in this mode, or the emulation")
     p.add_argument("--out", default=None, help="run folder (default runs/train-<model>-<type>-<time>)")
     p.set_defaults(func=_cmd_train)
 
@@ -98,7 +100,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(str(exc)) from None
     _check_names(args.dataset, args.model)
     task = Task(dataset=args.dataset, model=args.model, data_dir=args.data_dir, val_fraction=args.val_fraction,
-                train_subset=args.train_subset, weights=args.weights, pretrained=args.pretrained, device=args.device)
+                train_subset=args.train_subset, weights=args.weights, pretrained=args.pretrained, device=args.device,
+                inference_kernels=args.inference_kernels)
     out = Path(args.out or f"runs/train-{args.model}-{args.shift_type}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     print(f"training {args.model} on {args.dataset}: shift type {args.shift_type}, {args.epochs:g} epoch(s) -> {out}",
@@ -116,6 +119,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         a = result.analytic
         print(f"analytic inference cost per image: {a['energy_pj_per_sample'] / 1e6:.3f} uJ, model size "
               f"{a['model_bits'] / 8e6:.3f} MB; {result.converted_layers} layers converted")
+    if result.inference_seconds is not None:
+        print(f"inference pass: {result.inference_samples} images in {result.inference_seconds:.3f} s via "
+              f"{result.inference_path}, val acc {100 * (1 - (result.inference_error or 0.0)):.2f}%")
     print(f"wrote {out}/metrics.json")
     return 0 if result.ok else 1
 

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .train import INFERENCE_KERNELS
+
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 OBJECTIVES = {
     "error": "validation error (fraction)",
@@ -60,6 +62,7 @@ class Experiment:
     val_fraction: float = 0.1
     train_subset: float | None = None
     device: str = "auto"
+    inference_kernels: str = "float"      # how the measured inference pass runs: float | integer | auto | emulation
     initial_configs: int = 8              # random configurations before SMAC's model takes over
     fixed: dict[str, Any] = field(default_factory=dict)  # hyperparameters fixed for every trial
 
@@ -85,6 +88,9 @@ class Experiment:
             raise ExperimentError("budget must be positive")
         if self.trials is not None and self.trials < 1:
             raise ExperimentError(f"trials must be >= 1, got {self.trials}")
+        if self.inference_kernels not in INFERENCE_KERNELS:
+            raise ExperimentError(f"inference_kernels: {self.inference_kernels!r} is not one of "
+                                  f"{', '.join(INFERENCE_KERNELS)}")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "Experiment":

@@ -230,7 +230,8 @@ class _Optimizer:
         self.warned_budget = False
         self.task = Task(dataset=experiment.dataset, model=experiment.model, data_dir=experiment.data_dir,
                          val_fraction=experiment.val_fraction, train_subset=experiment.train_subset,
-                         device=experiment.device, schedule_epochs=float(experiment.max_budget))
+                         device=experiment.device, schedule_epochs=float(experiment.max_budget),
+                         inference_kernels=experiment.inference_kernels)
         self.default = facade.scenario.configspace.get_default_configuration()
 
     # -- bookkeeping --

@@ -9,6 +9,7 @@ loss, out of memory, any exception) comes back as a failed ``TrialResult`` with 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import itertools
@@ -30,7 +31,7 @@ from . import models
 from .energy import EnergyMeter, EnergyReading
 from .loop import DivergedError, evaluate, train_epoch
 from .optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS, build_optimizer
-from .shift import ShiftConfig, convert, cost, export
+from .shift import ShiftConfig, convert, cost, deploy, export, inference_path
 from .shift.quant import ShiftConfigError
 
 SHIFT_TYPES = ("none", "q", "ps", "dense")
@@ -104,6 +105,9 @@ class HParams:
         return asdict(self)
 
 
+INFERENCE_KERNELS = ("float", "integer", "auto", "emulation")  # deploy modes, or the training emulation
+
+
 @dataclass(frozen=True)
 class Task:
     """What a trial trains on (fixed for a whole optimization run)."""
@@ -120,7 +124,13 @@ class Task:
     schedule_epochs: float | None = None  # LR schedule horizon; the optimizer sets max budget
     eval_batch_size: int = 1000
     measure_inference: bool = True
+    inference_kernels: str = "float"   # deploy mode for the measured inference pass, or "emulation"
     country: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.inference_kernels not in INFERENCE_KERNELS:
+            raise ShiftConfigError(f"inference_kernels={self.inference_kernels!r}: use one of "
+                                   f"{', '.join(INFERENCE_KERNELS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +159,7 @@ class TrialResult:
     inference_seconds: float | None = None
     inference_samples: int | None = None
     inference_path: str | None = None
+    inference_error: float | None = None   # validation error of the model that ran the inference pass
     inference_energy: dict[str, Any] = field(default_factory=dict)
     analytic: dict[str, Any] = field(default_factory=dict)
     converted_layers: int = 0
@@ -181,7 +192,7 @@ def resolve_device(name: str) -> torch.device:
 def config_key(hparams: HParams, task: Task) -> str:
     """A stable id of (hyperparameters, task): checkpoints continue only the same configuration."""
     payload = json.dumps({"h": hparams.to_dict(), "t": {k: v for k, v in task.to_dict().items()
-                                                         if k not in ("device", "eval_batch_size", "measure_inference", "country")}},
+                                                         if k not in ("device", "eval_batch_size", "measure_inference", "inference_kernels", "country")}},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -355,14 +366,25 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
 
 
 def _measure_inference(model: nn.Module, batches: Any, device: torch.device, result: TrialResult, task: Task) -> None:
-    """One timed, metered pass over the validation set in eval mode (emulated shift layers; the
-    native kernels take over here once they exist)."""
+    """One timed, metered pass over the validation set in eval mode, through the deployed shift
+    kernels (a packed copy of the model; the trained model is left as it is) unless the task
+    asks for the emulation. The path that ran is recorded, and so is the deployed model's error."""
+    runner, path = model, "torch-emulation"
+    if result.converted_layers == 0:
+        path = "torch float (no shift layers)"
+    elif task.inference_kernels != "emulation":
+        try:
+            runner = copy.deepcopy(model).eval()
+            deploy(runner, task.inference_kernels)
+        except ShiftConfigError as exc:
+            runner, path = model, f"torch-emulation (deploy failed: {exc})"
     with EnergyMeter(**({"country": task.country} if task.country else {})) as meter:
-        stats = evaluate(model, batches, device=device)
+        stats = evaluate(runner, batches, device=device)
     reading: EnergyReading = meter.reading
     result.inference_energy_kwh, result.inference_emissions_kg = reading.energy_kwh, reading.emissions_kg
     result.inference_seconds, result.inference_samples = stats.seconds, stats.samples
-    result.inference_path = "torch-emulation"
+    result.inference_path = inference_path(runner) if runner is not model else path
+    result.inference_error = stats.error
     result.inference_energy = reading.to_dict()
 
 

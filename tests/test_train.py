@@ -22,6 +22,22 @@ def test_short_real_training_learns_and_measures_energy(tmp_path):
     assert "cpu" in result.energy["measured"]
     assert result.analytic["shifts"] > 0 and result.analytic["macs"] == 0
     assert result.epochs_done == 1.0 and (tmp_path / "c.pt").exists() and (tmp_path / "codes.pt").exists()
+    # the measured inference pass ran the packed native kernels and they classify like the emulation
+    assert result.inference_path == "native-cpu float"
+    assert abs(result.inference_error - result.val_error) <= 1 / 3000
+
+
+@pytest.mark.parametrize("kernels,path", [("integer", "native-cpu integer"), ("emulation", "torch-emulation")])
+def test_inference_pass_runs_the_requested_arithmetic(kernels, path):
+    task = Task(dataset="mnist", model="mnist-fc", train_subset=0.05, val_fraction=0.05, inference_kernels=kernels)
+    hp = {"shift_type": "q", "weight_bits": 4, "act_int_bits": 4, "act_frac_bits": 6}
+    result = train_trial(hp, 0.3, task=task)
+    assert result.ok and result.inference_path == path
+    assert abs(result.inference_error - result.val_error) <= 2 / 3000
+    float_model = train_trial({"shift_type": "none"}, 0.1, task=task)
+    assert float_model.inference_path == "torch float (no shift layers)"
+    with pytest.raises(ValueError, match="inference_kernels"):
+        Task(inference_kernels="fast")
 
 
 def test_divergence_is_a_failed_result_with_reason():
