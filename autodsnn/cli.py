@@ -173,6 +173,20 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import kernel_bench
+
+    result = kernel_bench.run(quick=args.quick)
+    print(f"DRAM read {result['dram_read_gbs']:.1f} GB/s, {result['threads']} threads, AVX-512 kernels: "
+          f"{result['avx512']}")
+    print(kernel_bench.format_rows(result["rows"]))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from . import models
 
@@ -455,6 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--no-torchvision", action="store_true")
     p.set_defaults(func=_cmd_models)
+    p = sub.add_parser("bench", help="speed of the deployed shift kernels against float PyTorch")
+    p.add_argument("what", choices=["kernels"], help="what to benchmark")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (about 20 s)")
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("datasets", help="list data sets and where their files are")
     p.set_defaults(func=_cmd_datasets)
     return parser
