@@ -29,6 +29,7 @@ from torch import nn
 from . import integer
 from .layers import InputQuantizer, ShiftConv2d, ShiftLinear, is_shift_layer
 from .native import native_cpu
+from .native_cuda import native_cuda
 from .quant import CodeSet, FixedPoint, ShiftConfigError
 
 PANEL = 32  # outputs per CPU linear panel (native/shift_cpu.cpp)
@@ -156,6 +157,7 @@ class _Deployed(nn.Module):
             self.offset = (self.plan.bias_int + negatives).to(torch.int32) if self.plan.fits_int32 else None
         self.path = "not run yet"
         self.native_module: Any = None  # None: the default build (tests plug in the portable one)
+        self._cuda_cache: dict[str, dict[str, torch.Tensor]] = {}
         self._weights_float: torch.Tensor | None = None
         self._weights_int: torch.Tensor | None = None
 
@@ -174,9 +176,26 @@ class _Deployed(nn.Module):
         return self._weights_int
 
     def _native(self, x: torch.Tensor) -> Any:
-        if x.device.type != "cpu" or x.dtype != torch.float32:
+        if x.dtype != torch.float32 or x.device.type not in ("cpu", "cuda"):
             return None
+        if x.device.type == "cuda":
+            return native_cuda()
         return self.native_module or native_cpu()
+
+    def _cuda_tables(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """Tables for the CUDA kernels, on ``device`` (moved once). Their integer offset is the
+        bias alone: they add exact signed terms (the CPU kernels fold in one per negative weight)."""
+        cached = self._cuda_cache.get(str(device))
+        if cached is None:
+            empty = torch.empty(0, device=device)
+            cached = {"values": self.values.to(device),
+                      "bias": empty if self.bias is None else self.bias.to(device)}
+            if self.plan is not None:
+                cached["shifts"] = self.shifts.to(device)
+                cached["offset"] = self.plan.bias_int.to(torch.int32).to(device)
+                cached["bias_float"] = self._bias_float().to(device)
+            self._cuda_cache[str(device)] = cached
+        return cached
 
     def _bias_float(self) -> torch.Tensor:
         assert self.plan is not None
@@ -206,6 +225,8 @@ class DeployedShiftLinear(_Deployed):
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)
         native = self._native(flat)
+        if native is not None and flat.is_cuda:
+            return self._forward_cuda(native, flat).reshape(*lead, self.out_features)
         if self.mode == "float":
             flat = self.input_quant(flat)
             if native is not None:
@@ -230,6 +251,20 @@ class DeployedShiftLinear(_Deployed):
                 y = integer.reference_linear(flat, self.integer_weight(), plan).to(x.device)
         return y.reshape(*lead, self.out_features)
 
+    def _forward_cuda(self, native: Any, x: torch.Tensor) -> torch.Tensor:
+        t, x = self._cuda_tables(x.device), x.contiguous()
+        if self.mode == "float":
+            self.path = "native-cuda float"
+            return native.linear_float(self.input_quant(x).contiguous(), self.packed, self.bits, t["values"], t["bias"])
+        plan = self.plan
+        assert plan is not None
+        if not plan.fits_int32:
+            self.path = "torch integer (int64 reference)"
+            return integer.reference_linear(x.cpu(), self.integer_weight(), plan).to(x.device)
+        self.path = "native-cuda integer"
+        return native.linear_int(x, self.packed, self.bits, t["shifts"], plan.in_scale, plan.lo, plan.hi, t["offset"],
+                                 plan.out_scale, t["bias_float"])
+
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, {self.codes.describe()}, {self.mode} mode"
 
@@ -251,6 +286,8 @@ class DeployedShiftConv2d(_Deployed):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         native = self._native(x)
+        if native is not None and x.is_cuda:
+            return self._forward_cuda(native, x)
         bias = torch.empty(0) if self.bias is None else self.bias
         if self.mode == "float":
             x = self.input_quant(x)
@@ -270,6 +307,22 @@ class DeployedShiftConv2d(_Deployed):
         self.path = "torch integer (int64 reference)"
         return integer.reference_conv2d(x, self.integer_weight(), plan, self.kernel_size, self.stride, self.padding,
                                         self.dilation, self.groups).to(x.device)
+
+    def _forward_cuda(self, native: Any, x: torch.Tensor) -> torch.Tensor:
+        t = self._cuda_tables(x.device)
+        if self.mode == "float":
+            self.path = "native-cuda float"
+            return native.conv2d_float(self.input_quant(x).contiguous(), self.packed, self.bits, t["values"], t["bias"],
+                                       *self._geometry())
+        plan = self.plan
+        assert plan is not None
+        if not plan.fits_int32:
+            self.path = "torch integer (int64 reference)"
+            return integer.reference_conv2d(x.cpu(), self.integer_weight(), plan, self.kernel_size, self.stride, self.padding,
+                                            self.dilation, self.groups).to(x.device)
+        self.path = "native-cuda integer"
+        return native.conv2d_int(x.contiguous(), self.packed, self.bits, t["shifts"], plan.in_scale, plan.lo, plan.hi,
+                                 t["offset"], plan.out_scale, t["bias_float"], *self._geometry())
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
