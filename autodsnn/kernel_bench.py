@@ -5,10 +5,18 @@ repeated calls (``torch.no_grad``, the process's thread count). Linear layers ar
 weights in cache ("warm": the same call repeated) and from DRAM ("cold": a buffer larger than
 the last-level cache is read before every call, outside the timed region); each row also gives
 the time it takes just to stream that layer's weight bytes at the measured DRAM bandwidth.
+
+Freed memory is kept by the process during a run (glibc's mmap and trim thresholds raised): with
+glibc's adaptive defaults, whether a 2 MB activation tensor is page-faulted in afresh on every
+forward depended on what the process had run before (measured: 7,354 minor faults per ResNet-20
+batch-32 forward in one order, 1,053 in another, 1.6x in time), which made comparisons depend
+on the order they ran in.
 """
 from __future__ import annotations
 
 import copy
+import ctypes
+import ctypes.util
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -55,6 +63,17 @@ def _interleaved(fns: dict[str, Callable[[], Any]], reps: int,
             fn()
             times[name].append(time.perf_counter() - t)
     return {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
+
+
+def steady_memory() -> bool:
+    """Keep freed heap memory in the process (glibc only); True if the setting took effect."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc and libc.mallopt(m_mmap_threshold, 64 << 20) and libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):  # not glibc
+        return False
 
 
 def dram_bandwidth() -> tuple[float, Callable[[], Any]]:
@@ -106,10 +125,10 @@ def resnet_rows(batches: tuple[int, ...] = (1, 32), reps: int = 20) -> list[Row]
     convert(emulated, ShiftConfig(mode="ps", weight_bits=4, shift_max="auto", act_int_bits=4, act_frac_bits=8))
     emulated.eval()
     models = {"torch fp32 (float model)": base, "shift emulation (torch)": emulated}
-    for mode in ("float", "integer"):
+    for mode, fold in (("float", False), ("float", True), ("integer", True)):
         m = copy.deepcopy(emulated)
-        deploy(m, mode)
-        models[f"shift deployed {mode}"] = m
+        deploy(m, mode, fold_batchnorm=fold)
+        models[f"shift deployed {mode}" + (", BatchNorm folded" if fold and mode == "float" else "")] = m
     rows: list[Row] = []
     with torch.no_grad():
         for batch in batches:
@@ -122,15 +141,76 @@ def resnet_rows(batches: tuple[int, ...] = (1, 32), reps: int = 20) -> list[Row]
     return rows
 
 
+def _cuda_ms(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Median GPU time per call (CUDA events around each call, in turns)."""
+    for fn in fns.values():
+        fn()
+    torch.cuda.synchronize()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times[name].append(start.elapsed_time(end))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def gpu_rows(features: int = 4096, reps: int = 50) -> list[Row]:
+    """Linear batch 1 and 64 against cuBLAS fp16, ResNet-20 batch 128 against cuDNN fp32 (only
+    where CUDA and the CUDA kernels are available)."""
+    from .models import create_model
+    from .shift.native_cuda import native_cuda
+
+    if not torch.cuda.is_available() or native_cuda() is None:
+        return []
+    dev = torch.device("cuda")
+    rows: list[Row] = []
+    torch.manual_seed(0)
+    dense16 = nn.Linear(features, features).to(dev, torch.float16).eval()
+    shift4 = DeployedShiftLinear(_shift_linear(features, 4, act=True), "float").to(dev)
+    shift4i = DeployedShiftLinear(_shift_linear(features, 4, act=True), "integer").to(dev)
+    peak = torch.cuda.get_device_properties(dev)
+    with torch.no_grad():
+        for batch in (1, 64):
+            x16 = torch.randn(batch, features, device=dev, dtype=torch.float16)
+            x = x16.float()
+            ms = _cuda_ms({"fp16": lambda: dense16(x16), "f": lambda: shift4(x), "i": lambda: shift4i(x)}, reps)
+            case = f"linear {features}x{features} ({peak.name})"
+            rows.append(Row(case, batch, "-", "cuBLAS fp16", "torch", ms["fp16"], 1.0))
+            rows.append(Row(case, batch, "-", "shift 4-bit float", shift4.path, ms["f"], ms["fp16"] / ms["f"]))
+            rows.append(Row(case, batch, "-", "shift 4-bit integer", shift4i.path, ms["i"], ms["fp16"] / ms["i"]))
+        base = create_model("resnet20", num_classes=10).eval()
+        shifted = copy.deepcopy(base)
+        convert(shifted, ShiftConfig(mode="ps", weight_bits=4, shift_max="auto", act_int_bits=4, act_frac_bits=8))
+        models = {"cuDNN fp32 (float model)": base.to(dev)}
+        for mode in ("float", "integer"):
+            m = copy.deepcopy(shifted).eval()
+            deploy(m, mode)
+            models[f"shift deployed {mode}"] = m.to(dev)
+        x = torch.randn(128, 3, 32, 32, device=dev)
+        ms = _cuda_ms({name: (lambda m=m: m(x)) for name, m in models.items()}, max(10, reps // 2))
+        first = ms["cuDNN fp32 (float model)"]
+        for name, m in models.items():
+            rows.append(Row(f"resnet20 cifar ({peak.name})", 128, "-", name,
+                            "torch" if m is models["cuDNN fp32 (float model)"] else inference_path(m), ms[name],
+                            first / ms[name]))
+    return rows
+
+
 def run(quick: bool = False) -> dict[str, Any]:
-    """All CPU kernel benchmarks; ``quick`` uses fewer repetitions."""
+    """All kernel benchmarks (GPU rows where a GPU and the CUDA kernels exist); ``quick`` uses
+    fewer repetitions."""
     reps = 10 if quick else 30
+    steady = steady_memory()
     bandwidth, _ = dram_bandwidth()
-    rows = linear_rows(reps=reps) + resnet_rows(reps=max(5, reps // 2))
+    rows = linear_rows(reps=reps) + resnet_rows(reps=max(5, reps // 2)) + gpu_rows(reps=reps)
     from .shift.native import native_cpu
 
     native = native_cpu()
-    return {"dram_read_gbs": bandwidth / 1e9, "threads": torch.get_num_threads(),
+    return {"dram_read_gbs": bandwidth / 1e9, "threads": torch.get_num_threads(), "steady_memory": steady,
             "avx512": bool(native and native.has_avx512()), "rows": [asdict(r) for r in rows]}
 
 

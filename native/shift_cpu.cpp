@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <array>
 #include <limits>
 #include <vector>
 
@@ -40,7 +41,8 @@ namespace {
 
 constexpr int kPanel = 32;   // outputs per linear panel
 constexpr int kRows = 8;     // batch rows per linear tile / output channels per conv tile
-constexpr int kTile = 32;    // output positions per conv tile
+constexpr int kMaxStride = 16;  // conv strides the kernels accept
+constexpr int kSegs = 3;     // 16-position segments per conv tile (8 channels x 48 positions in registers)
 
 bool g_poison = false;  // tests: fill outputs with NaN first, so unwritten elements show
 
@@ -50,11 +52,18 @@ torch::Tensor new_output(at::IntArrayRef sizes, const torch::Tensor& like) {
   return y;
 }
 
+// Per-thread scratch that only ever grows: no heap allocation per call once warm.
 template <typename T>
-T* grow(std::vector<T>& buf, size_t n) {  // per-thread scratch: allocates only when it must grow
-  if (buf.size() < n) buf.resize(n);
-  return buf.data();
-}
+class Scratch {
+ public:
+  T* get(size_t n) {
+    if (buf_.size() < n) buf_.resize(n);
+    return buf_.data();
+  }
+
+ private:
+  std::vector<T> buf_;
+};
 
 inline int code_at(const uint8_t* row, int64_t k, int code_bits) {
   return code_bits == 4 ? (row[k >> 1] >> ((k & 1) * 4)) & 0xF : row[k];
@@ -82,6 +91,7 @@ Geometry conv_geometry(const torch::Tensor& x, int64_t OC, int64_t kh, int64_t k
   g.OC = OC; g.kh = kh; g.kw = kw; g.sh = sh; g.sw = sw; g.ph = ph; g.pw = pw; g.dh = dh; g.dw = dw; g.G = G;
   TORCH_CHECK(G >= 1 && g.C % G == 0 && OC % G == 0, "channels (", g.C, " in, ", OC, " out) must divide by groups=", G);
   TORCH_CHECK(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1 && ph >= 0 && pw >= 0, "bad stride/dilation/padding");
+  TORCH_CHECK(sh <= kMaxStride && sw <= kMaxStride, "conv strides above ", kMaxStride, " are not supported");
   g.Cg = g.C / G; g.OCg = OC / G; g.K = g.Cg * kh * kw;
   g.OH = (g.H + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
   g.OW = (g.W + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
@@ -90,53 +100,14 @@ Geometry conv_geometry(const torch::Tensor& x, int64_t OC, int64_t kh, int64_t k
   return g;
 }
 
-// im2col for one tile of up to kTile output positions of image n, group grp: col[k][t]. Runs of
-// positions in the same output row are copied as contiguous (stride 1) or strided segments.
-template <typename T>
-void pack_tile(const T* x, const Geometry& g, int64_t n, int64_t grp, int64_t p0, int64_t np, T* col) {
-  const T* xg = x + (n * g.C + grp * g.Cg) * g.H * g.W;
-  int64_t t = 0;
-  while (t < np) {
-    const int64_t p = p0 + t, oh = p / g.OW, ow = p % g.OW;
-    const int64_t len = std::min(np - t, g.OW - ow);
-    for (int64_t c = 0; c < g.Cg; ++c) {
-      for (int64_t ki = 0; ki < g.kh; ++ki) {
-        const int64_t ih = oh * g.sh - g.ph + ki * g.dh;
-        for (int64_t kj = 0; kj < g.kw; ++kj) {
-          T* dst = col + ((c * g.kh + ki) * g.kw + kj) * kTile + t;
-          if (ih < 0 || ih >= g.H) {
-            std::fill(dst, dst + len, T(0));
-            continue;
-          }
-          const int64_t base = ow * g.sw - g.pw + kj * g.dw;  // input column of the segment's first position
-          int64_t lo = base >= 0 ? 0 : (-base + g.sw - 1) / g.sw;
-          int64_t hi = (g.W - 1 - base) < 0 ? 0 : (g.W - 1 - base) / g.sw + 1;
-          lo = std::min(lo, len);
-          hi = std::max(lo, std::min(hi, len));
-          const T* src = xg + (c * g.H + ih) * g.W + base;
-          std::fill(dst, dst + lo, T(0));
-          if (g.sw == 1) {
-            std::memcpy(dst + lo, src + lo, (hi - lo) * sizeof(T));
-          } else {
-            for (int64_t u = lo; u < hi; ++u) dst[u] = src[u * g.sw];
-          }
-          std::fill(dst + hi, dst + len, T(0));
-        }
-      }
-    }
-    t += len;
-  }
-  if (np < kTile) {  // unused lanes: zeros, so the tail of the tile computes harmless values
-    for (int64_t k = 0; k < g.K; ++k) std::fill(col + k * kTile + np, col + (k + 1) * kTile, T(0));
-  }
-}
-
-// Where the 32 lanes of a conv tile go: runs of lanes [a, b) stored at y + shift + lane.
+// Where the lanes of a conv tile go: runs of lanes [a, b) of segment seg, stored at y + shift + lane.
 struct TileStores {
+  static constexpr int kMax = kSegs * 17;
   int count = 0;
-  int a[kTile + 2], b[kTile + 2];
-  int64_t shift[kTile + 2];
-  void add(int lo, int hi, int64_t sh) {
+  int seg[kMax], a[kMax], b[kMax];
+  int64_t shift[kMax];
+  void add(int sg, int lo, int hi, int64_t sh) {
+    seg[count] = sg;
     a[count] = lo;
     b[count] = hi;
     shift[count] = sh;
@@ -147,13 +118,10 @@ struct TileStores {
 #if AUTODSNN_AVX512
 
 // Masked stores never touch masked-off lanes (nor fault on them), so base may point before y.
-inline void store_tile(float* y, __m512 v0, __m512 v1, const TileStores& st) {
+inline void store_tile(float* y, const __m512* v, const TileStores& st) {
   for (int i = 0; i < st.count; ++i) {
-    const uint32_t hi = st.b[i] >= 32 ? 0xFFFFFFFFu : (1u << st.b[i]) - 1u;
-    const uint32_t m = hi & ~((1u << st.a[i]) - 1u);
-    float* base = y + st.shift[i];
-    if (m & 0xFFFFu) _mm512_mask_storeu_ps(base, static_cast<__mmask16>(m & 0xFFFFu), v0);
-    if (m >> 16) _mm512_mask_storeu_ps(base + 16, static_cast<__mmask16>(m >> 16), v1);
+    const uint32_t m = ((1u << st.b[i]) - 1u) & ~((1u << st.a[i]) - 1u);
+    _mm512_mask_storeu_ps(y + st.shift[i], static_cast<__mmask16>(m), v[st.seg[i]]);
   }
 }
 
@@ -306,89 +274,103 @@ void linear_int_tile(const int32_t* q, int64_t K, const uint8_t* panel, const De
 // A tile reads, for each k, 32 consecutive values at src + koff[k] (an im2col tile, or the padded
 // input directly for stride 1) and writes its lanes through TileStores.
 // w: [K][8] weights of 8 channels (zero-padded past the last channel).
-void conv_f32_tile(const float* src, const int64_t* koff, int64_t K, const float* w, const float* bias, float* y,
-                   int64_t P, int64_t channels, const TileStores& st) {
-  __m512 acc[kRows][2];
-  for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+// Epilogue: acc * scale[r] + bias[r] (scale: a folded BatchNorm, or null).
+void conv_f32_tile(const float* const* src, const int64_t* koff, int64_t K, const float* w, const float* scale,
+                   const float* bias, float* y, int64_t P, int64_t channels, const TileStores& st) {
+  __m512 acc[kRows][kSegs];
+  for (int r = 0; r < kRows; ++r)
+    for (int q = 0; q < kSegs; ++q) acc[r][q] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; ++k) {
-    const float* s = src + koff[k];
-    const __m512 c0 = _mm512_loadu_ps(s), c1 = _mm512_loadu_ps(s + 16);
+    __m512 c[kSegs];
+    for (int q = 0; q < kSegs; ++q) c[q] = _mm512_loadu_ps(src[q] + koff[k]);
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
       const __m512 wb = _mm512_set1_ps(w[k * kRows + r]);
-      acc[r][0] = _mm512_fmadd_ps(wb, c0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(wb, c1, acc[r][1]);
+      for (int q = 0; q < kSegs; ++q) acc[r][q] = _mm512_fmadd_ps(wb, c[q], acc[r][q]);
     }
   }
   for (int r = 0; r < channels; ++r) {
     const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
-    store_tile(y + r * P, _mm512_add_ps(acc[r][0], b), _mm512_add_ps(acc[r][1], b), st);
+    __m512 v[kSegs];
+    if (scale) {
+      const __m512 sc = _mm512_set1_ps(scale[r]);
+      for (int q = 0; q < kSegs; ++q) v[q] = _mm512_fmadd_ps(acc[r][q], sc, b);
+    } else {
+      for (int q = 0; q < kSegs; ++q) v[q] = _mm512_add_ps(acc[r][q], b);
+    }
+    store_tile(y + r * P, v, st);
   }
 }
 
 // wi: [K][8][2] (shift count, sign mask) per channel.
-void conv_int_tile(const int32_t* src, const int64_t* koff, int64_t K, const int32_t* wi, const int32_t* offset,
-                   float out_scale, const float* bias_float, float* y, int64_t P, int64_t channels,
-                   const TileStores& st) {
-  __m512i acc[kRows][2];
-  for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_set1_epi32(r < channels ? offset[r] : 0);
+void conv_int_tile(const int32_t* const* src, const int64_t* koff, int64_t K, const int32_t* wi,
+                   const int32_t* offset, float out_scale, const float* bias_float, float* y, int64_t P,
+                   int64_t channels, const TileStores& st) {
+  __m512i acc[kRows][kSegs];
+  for (int r = 0; r < kRows; ++r)
+    for (int q = 0; q < kSegs; ++q) acc[r][q] = _mm512_set1_epi32(r < channels ? offset[r] : 0);
   for (int64_t k = 0; k < K; ++k) {
-    const int32_t* s = src + koff[k];
-    const __m512i c0 = _mm512_loadu_si512(s), c1 = _mm512_loadu_si512(s + 16);
+    __m512i c[kSegs];
+    for (int q = 0; q < kSegs; ++q) c[q] = _mm512_loadu_si512(src[q] + koff[k]);
     const int32_t* wk = wi + k * kRows * 2;
 #pragma GCC unroll 8
     for (int r = 0; r < kRows; ++r) {
       const __m512i sh = _mm512_set1_epi32(wk[2 * r]), sg = _mm512_set1_epi32(wk[2 * r + 1]);
-      acc[r][0] = _mm512_add_epi32(acc[r][0], _mm512_xor_si512(_mm512_sllv_epi32(c0, sh), sg));
-      acc[r][1] = _mm512_add_epi32(acc[r][1], _mm512_xor_si512(_mm512_sllv_epi32(c1, sh), sg));
+      for (int q = 0; q < kSegs; ++q)
+        acc[r][q] = _mm512_add_epi32(acc[r][q], _mm512_xor_si512(_mm512_sllv_epi32(c[q], sh), sg));
     }
   }
   const __m512 scale = _mm512_set1_ps(out_scale);
   for (int r = 0; r < channels; ++r) {
-    __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][0]), scale);
-    __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][1]), scale);
-    if (bias_float) {
-      const __m512 b = _mm512_set1_ps(bias_float[r]);
-      v0 = _mm512_add_ps(v0, b);
-      v1 = _mm512_add_ps(v1, b);
+    __m512 v[kSegs];
+    for (int q = 0; q < kSegs; ++q) {
+      v[q] = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][q]), scale);
+      if (bias_float) v[q] = _mm512_add_ps(v[q], _mm512_set1_ps(bias_float[r]));
     }
-    store_tile(y + r * P, v0, v1, st);
+    store_tile(y + r * P, v, st);
   }
 }
 
 #else  // portable fallback: same layouts and arithmetic, scalar loops
 
+constexpr int kLanes = 16 * kSegs;
+
 void store_tile(float* y, const float* v, const TileStores& st) {
   for (int i = 0; i < st.count; ++i)
-    for (int t = st.a[i]; t < st.b[i]; ++t) y[st.shift[i] + t] = v[t];
+    for (int t = st.a[i]; t < st.b[i]; ++t) y[st.shift[i] + t] = v[16 * st.seg[i] + t];
 }
 
-void conv_f32_tile(const float* src, const int64_t* koff, int64_t K, const float* w, const float* bias, float* y,
-                   int64_t P, int64_t channels, const TileStores& st) {
+template <typename T>
+inline T lane_value(const T* const* src, int64_t off, int t) {
+  return src[t / 16][off + t % 16];
+}
+
+void conv_f32_tile(const float* const* src, const int64_t* koff, int64_t K, const float* w, const float* scale,
+                   const float* bias, float* y, int64_t P, int64_t channels, const TileStores& st) {
   for (int64_t r = 0; r < channels; ++r) {
-    float acc[kTile] = {0};
+    float acc[kLanes] = {0};
     for (int64_t k = 0; k < K; ++k)
-      for (int t = 0; t < kTile; ++t) acc[t] += w[k * kRows + r] * src[koff[k] + t];
-    for (int t = 0; t < kTile; ++t) acc[t] = acc[t] + (bias ? bias[r] : 0.0f);
+      for (int t = 0; t < kLanes; ++t) acc[t] += w[k * kRows + r] * lane_value(src, koff[k], t);
+    for (int t = 0; t < kLanes; ++t) acc[t] = (scale ? acc[t] * scale[r] : acc[t]) + (bias ? bias[r] : 0.0f);
     store_tile(y + r * P, acc, st);
   }
 }
 
-void conv_int_tile(const int32_t* src, const int64_t* koff, int64_t K, const int32_t* wi, const int32_t* offset,
-                   float out_scale, const float* bias_float, float* y, int64_t P, int64_t channels,
-                   const TileStores& st) {
+void conv_int_tile(const int32_t* const* src, const int64_t* koff, int64_t K, const int32_t* wi,
+                   const int32_t* offset, float out_scale, const float* bias_float, float* y, int64_t P,
+                   int64_t channels, const TileStores& st) {
   for (int64_t r = 0; r < channels; ++r) {
-    uint32_t acc[kTile];
-    for (int t = 0; t < kTile; ++t) acc[t] = static_cast<uint32_t>(offset[r]);
+    uint32_t acc[kLanes];
+    for (int t = 0; t < kLanes; ++t) acc[t] = static_cast<uint32_t>(offset[r]);
     for (int64_t k = 0; k < K; ++k) {
       const int32_t sh = wi[(k * kRows + r) * 2], sg = wi[(k * kRows + r) * 2 + 1];
-      for (int t = 0; t < kTile; ++t) {
-        const uint32_t q = static_cast<uint32_t>(src[koff[k] + t]);
+      for (int t = 0; t < kLanes; ++t) {
+        const uint32_t q = static_cast<uint32_t>(lane_value(src, koff[k], t));
         acc[t] += (sh >= 32 ? 0u : q << sh) ^ static_cast<uint32_t>(sg);
       }
     }
-    float v[kTile];
-    for (int t = 0; t < kTile; ++t) {
+    float v[kLanes];
+    for (int t = 0; t < kLanes; ++t) {
       v[t] = static_cast<float>(static_cast<int32_t>(acc[t])) * out_scale;
       if (bias_float) v[t] = v[t] + bias_float[r];
     }
@@ -487,8 +469,8 @@ torch::Tensor linear_int(torch::Tensor x, torch::Tensor panels, int64_t code_bit
   TORCH_CHECK(offset.scalar_type() == torch::kInt32 && offset.numel() >= P * kPanel, "offset must be int32 padded to the panels");
   TORCH_CHECK(bias_float.numel() == 0 || bias_float.numel() >= P * kPanel, "bias_float must be padded to the panels");
   auto y = new_output({N, O}, x);
-  static thread_local std::vector<int32_t> qbuf;
-  int32_t* q = grow(qbuf, static_cast<size_t>(N * K));
+  static thread_local Scratch<int32_t> qbuf;
+  int32_t* q = qbuf.get(static_cast<size_t>(N * K));
   quantize_inputs(x.data_ptr<float>(), N * K, static_cast<float>(in_scale), static_cast<float>(lo),
                   static_cast<float>(hi), q);
   const uint8_t* pp = panels.data_ptr<uint8_t>();
@@ -552,72 +534,133 @@ torch::Tensor linear_int(torch::Tensor x, torch::Tensor panels, int64_t code_bit
 
 namespace {
 
-// Stride-1 convolutions read the zero-padded input directly: tiles walk output positions on the
-// padded width (the lanes that fall in the padding columns are computed and dropped), so the
-// values for tap (c, ki, kj) are 32 consecutive floats at a fixed offset: no im2col packing.
-// Slack at the end covers the dropped lanes of the last tile.
-template <typename T, typename Convert>
-const T* padded_input(const float* x, const Geometry& g, std::vector<T>& buf, Convert convert) {
-  const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw, plane = Hp * Wp, planes = g.N * g.C;
-  const int64_t slack = kTile + (g.kw - 1) * g.dw + 16;
-  T* out = grow(buf, static_cast<size_t>(planes * plane + slack));
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < planes; ++i) {
-    T* dst = out + i * plane;
-    const float* src = x + i * g.H * g.W;
-    std::fill(dst, dst + g.ph * Wp, T(0));
-    for (int64_t h = 0; h < g.H; ++h) {
-      T* row = dst + (g.ph + h) * Wp;
-      std::fill(row, row + g.pw, T(0));
-      for (int64_t w = 0; w < g.W; ++w) row[g.pw + w] = convert(src[h * g.W + w]);
-      std::fill(row + g.pw + g.W, row + Wp, T(0));
-    }
-    std::fill(dst + (g.ph + g.H) * Wp, dst + plane, T(0));
+// Convolutions read their input from a "phase grid": the input split by (row mod stride, column
+// mod stride) into zero-bordered planes. On that grid every tap (c, ki, kj) of every output
+// position is one fixed offset from the position's index p = oh * Wq + ow, so a run of outputs
+// reads 16 consecutive values per tap: no im2col. (Stride 1: a single phase, the zero-padded
+// input.) Lanes that fall in the border columns (ow >= OW) are computed and dropped.
+struct PhaseGrid {
+  // Hq x Wq cells per plane, rows Ws apart: consecutive rows share their zero border columns
+  // (Ws = Wq - shared), so a 3x3 pad-1 conv on 8x8 maps spends 1 dropped lane per row, not 2.
+  int64_t min_dr, min_dc, Hq, Wq, Ws, plane, per_image;
+  // Only the phases some tap reads are built (a 1x1 stride-2 conv reads one of four).
+  std::array<int64_t, kMaxStride> row_phase, col_phase;  // phase -> its index among the built ones, or -1
+  int64_t rows_built = 0, cols_built = 0;
+};
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+PhaseGrid phase_grid(const Geometry& g) {
+  int64_t min_dr = 0, max_dr = 0, min_dc = 0, max_dc = 0;
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t d = floor_div(i * g.dh - g.ph, g.sh);
+    min_dr = i ? std::min(min_dr, d) : d;
+    max_dr = i ? std::max(max_dr, d) : d;
   }
-  std::fill(out + planes * plane, out + planes * plane + slack, T(0));
+  for (int64_t j = 0; j < g.kw; ++j) {
+    const int64_t d = floor_div(j * g.dw - g.pw, g.sw);
+    min_dc = j ? std::min(min_dc, d) : d;
+    max_dc = j ? std::max(max_dc, d) : d;
+  }
+  PhaseGrid pg{};
+  pg.row_phase.fill(-1);
+  pg.col_phase.fill(-1);
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t a = i * g.dh - g.ph, r = a - floor_div(a, g.sh) * g.sh;
+    if (pg.row_phase[r] < 0) pg.row_phase[r] = pg.rows_built++;
+  }
+  for (int64_t j = 0; j < g.kw; ++j) {
+    const int64_t b = j * g.dw - g.pw, rc = b - floor_div(b, g.sw) * g.sw;
+    if (pg.col_phase[rc] < 0) pg.col_phase[rc] = pg.cols_built++;
+  }
+  pg.min_dr = min_dr;
+  pg.min_dc = min_dc;
+  pg.Hq = g.OH + max_dr - min_dr;
+  pg.Wq = g.OW + max_dc - min_dc;
+  int64_t shared = pg.Wq - g.OW;
+  for (int64_t rc = 0; rc < g.sw; ++rc) {
+    if (pg.col_phase[rc] < 0) continue;
+    int64_t lead = 0, trail = 0;
+    while (lead < pg.Wq && (lead + min_dc) * g.sw + rc < 0) ++lead;
+    while (trail < pg.Wq && (pg.Wq - 1 - trail + min_dc) * g.sw + rc >= g.W) ++trail;
+    shared = std::min({shared, lead, trail});
+  }
+  pg.Ws = pg.Wq - shared;
+  pg.plane = pg.Hq * pg.Ws + shared;
+  pg.per_image = g.C * pg.rows_built * pg.cols_built * pg.plane;
+  return pg;
+}
+
+template <typename T, typename Convert>
+const T* phase_input(const float* x, const Geometry& g, const PhaseGrid& pg, Scratch<T>& buf, Convert convert) {
+  const int64_t total = g.N * pg.per_image, slack = pg.Wq + 64;  // slack: reads of dropped lanes
+  T* out = buf.get(static_cast<size_t>(total + slack));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < g.N * g.C; ++i) {
+    const float* src = x + i * g.H * g.W;
+    for (int64_t r = 0; r < g.sh; ++r)
+      for (int64_t rc = 0; rc < g.sw; ++rc) {
+        if (pg.row_phase[r] < 0 || pg.col_phase[rc] < 0) continue;
+        T* dst = out + ((i * pg.rows_built + pg.row_phase[r]) * pg.cols_built + pg.col_phase[rc]) * pg.plane;
+        for (int64_t q = 0; q < pg.Hq; ++q) {
+          T* row = dst + q * pg.Ws;  // its last Wq - Ws cells are the next row's first (all zero)
+          const int64_t ih = (q + pg.min_dr) * g.sh + r;
+          if (ih < 0 || ih >= g.H) {
+            std::fill(row, row + pg.Wq, T(0));
+            continue;
+          }
+          const float* in = src + ih * g.W;
+          for (int64_t qc = 0; qc < pg.Wq; ++qc) {
+            const int64_t iw = (qc + pg.min_dc) * g.sw + rc;
+            row[qc] = iw >= 0 && iw < g.W ? convert(in[iw]) : T(0);
+          }
+        }
+      }
+  }
+  std::fill(out + total, out + total + slack, T(0));
   return out;
 }
 
-// Runs tile(source, koff, n, group, stores) over every (image, group, 32-position tile) in
-// parallel. direct: src is the padded input (stride 1); else src is the input and each tile
-// packs its own im2col block.
+// Runs tile(srcs, koff, group, stores) in parallel over tiles of kSegs 16-output segments of one
+// group (the segments of a tile may belong to different images: small feature maps fill whole
+// tiles). Stores address y + (n * OC + oc) * P + oh * OW + ow through their shifts.
 template <typename T, typename TileFn>
-void for_conv_tiles(const T* src, bool direct, const Geometry& g, TileFn tile) {
-  const int64_t Hp = g.H + 2 * g.ph, Wp = g.W + 2 * g.pw, plane = Hp * Wp;
-  const int64_t P = direct ? g.OH * Wp : g.P;
-  const int64_t tiles = (P + kTile - 1) / kTile;
-  static thread_local std::vector<int64_t> koff_buf;
-  int64_t* koff = grow(koff_buf, static_cast<size_t>(g.K));
+void for_conv_tiles(const T* grid, const Geometry& g, const PhaseGrid& pg, TileFn tile) {
+  static thread_local Scratch<int64_t> koff_buf;
+  int64_t* koff = koff_buf.get(static_cast<size_t>(g.K));
   for (int64_t c = 0, k = 0; c < g.Cg; ++c)
-    for (int64_t ki = 0; ki < g.kh; ++ki)
-      for (int64_t kj = 0; kj < g.kw; ++kj, ++k)
-        koff[k] = direct ? c * plane + ki * g.dh * Wp + kj * g.dw : k * kTile;
-#pragma omp parallel
-  {
-    static thread_local std::vector<T> colbuf;
-    T* col = direct ? nullptr : grow(colbuf, static_cast<size_t>(g.K * kTile));
-#pragma omp for collapse(3) schedule(static)
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t grp = 0; grp < g.G; ++grp)
-        for (int64_t t = 0; t < tiles; ++t) {
-          TileStores st;
-          const int64_t p0 = t * kTile, end = std::min<int64_t>(kTile, P - p0);
-          if (direct) {
-            int64_t lane = 0;
-            while (lane < end) {
-              const int64_t p = p0 + lane, oh = p / Wp, ow = p % Wp;
-              if (ow < g.OW) st.add(static_cast<int>(lane), static_cast<int>(std::min(end, lane + g.OW - ow)),
-                                    oh * g.OW + ow - lane);
-              lane += Wp - ow;
-            }
-            tile(src + (n * g.C + grp * g.Cg) * plane + p0, koff, n, grp, st);
-          } else {
-            pack_tile(src, g, n, grp, p0, end, col);
-            st.add(0, static_cast<int>(end), p0);
-            tile(col, koff, n, grp, st);
-          }
+    for (int64_t ki = 0; ki < g.kh; ++ki) {
+      const int64_t a = ki * g.dh - g.ph, dr = floor_div(a, g.sh), r = a - dr * g.sh;
+      for (int64_t kj = 0; kj < g.kw; ++kj, ++k) {
+        const int64_t b = kj * g.dw - g.pw, dc = floor_div(b, g.sw), rc = b - dc * g.sw;
+        koff[k] = ((c * pg.rows_built + pg.row_phase[r]) * pg.cols_built + pg.col_phase[rc]) * pg.plane +
+                  (dr - pg.min_dr) * pg.Ws + (dc - pg.min_dc);
+      }
+    }
+  const int64_t span = g.OH * pg.Ws, segs = (span + 15) / 16, per_group = g.N * segs;
+  const int64_t tiles = (per_group + kSegs - 1) / kSegs;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    for (int64_t t = 0; t < tiles; ++t) {
+      TileStores st;
+      const T* src[kSegs];
+      for (int q = 0; q < kSegs; ++q) {
+        const int64_t s = std::min(kSegs * t + q, per_group - 1);  // past the end: repeat the last, unstored
+        const int64_t n = s / segs, p0 = (s % segs) * 16;
+        src[q] = grid + n * pg.per_image + grp * g.Cg * pg.rows_built * pg.cols_built * pg.plane + p0;
+        if (kSegs * t + q >= per_group) continue;
+        const int64_t end = std::min<int64_t>(16, span - p0);
+        int64_t lane = 0;
+        while (lane < end) {
+          const int64_t p = p0 + lane, oh = p / pg.Ws, ow = p % pg.Ws;
+          const int64_t stop = std::min(end, lane + g.OW - ow);
+          if (ow < g.OW)
+            st.add(q, static_cast<int>(lane), static_cast<int>(stop), n * g.OC * g.P + oh * g.OW + ow - lane);
+          lane += pg.Ws - ow;
         }
-  }
+      }
+      tile(src, koff, grp, st);
+    }
 }
 
 void check_conv(const torch::Tensor& x, const torch::Tensor& packed, int64_t OC, const char* name) {
@@ -629,15 +672,22 @@ void check_conv(const torch::Tensor& x, const torch::Tensor& packed, int64_t OC,
 
 }  // namespace
 
-torch::Tensor conv2d_float(torch::Tensor x, torch::Tensor packed, int64_t code_bits, torch::Tensor values,
-                           torch::Tensor bias, int64_t OC, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                           int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+// y = conv(x, w) * scale + bias per output channel (scale empty: y = conv + bias). A BatchNorm
+// that follows the conv folds into scale and bias (its weights cannot: they would stop being
+// powers of two).
+torch::Tensor conv2d_float_scaled(torch::Tensor x, torch::Tensor packed, int64_t code_bits, torch::Tensor values,
+                                  torch::Tensor scale, torch::Tensor bias, int64_t OC, int64_t kh, int64_t kw,
+                                  int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
   check_conv(x, packed, OC, "conv2d_float");
+  TORCH_CHECK(scale.numel() == 0 || (scale.numel() == OC && scale.scalar_type() == torch::kFloat32 && scale.is_contiguous()),
+              "scale must be empty or float32 (out_channels,)");
+  TORCH_CHECK(bias.numel() == 0 || (bias.numel() == OC && bias.scalar_type() == torch::kFloat32 && bias.is_contiguous()),
+              "bias must be empty or float32 (out_channels,)");
   const Geometry g = conv_geometry(x, OC, kh, kw, sh, sw, ph, pw, dh, dw, G);
   TORCH_CHECK(values.scalar_type() == torch::kFloat32 && values.numel() == (1 << code_bits), "values table size");
   const int64_t blocks = (g.OCg + kRows - 1) / kRows, row_bytes = packed.size(1);
-  static thread_local std::vector<float> wbuf, xpad;
-  float* w = grow(wbuf, static_cast<size_t>(G * blocks * g.K * kRows));
+  static thread_local Scratch<float> wbuf, xpad;
+  float* w = wbuf.get(static_cast<size_t>(G * blocks * g.K * kRows));
   const float* tab = values.data_ptr<float>();
   const uint8_t* pk = packed.data_ptr<uint8_t>();
   for (int64_t grp = 0; grp < G; ++grp)
@@ -650,17 +700,24 @@ torch::Tensor conv2d_float(torch::Tensor x, torch::Tensor packed, int64_t code_b
         }
   auto y = new_output({g.N, OC, g.OH, g.OW}, x);
   const float* bp = bias.numel() ? bias.data_ptr<float>() : nullptr;
+  const float* sp = scale.numel() ? scale.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
-  const bool direct = sh == 1 && sw == 1;
-  const float* src = direct ? padded_input(x.data_ptr<float>(), g, xpad, [](float v) { return v; }) : x.data_ptr<float>();
-  for_conv_tiles(src, direct, g, [&](const float* base, const int64_t* koff, int64_t n, int64_t grp, const TileStores& st) {
+  const PhaseGrid pg = phase_grid(g);
+  const float* grid = phase_input(x.data_ptr<float>(), g, pg, xpad, [](float v) { return v; });
+  for_conv_tiles(grid, g, pg, [&](const float* const* srcs, const int64_t* koff, int64_t grp, const TileStores& st) {
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t oc0 = grp * g.OCg + b * kRows;
-      conv_f32_tile(base, koff, g.K, w + (grp * blocks + b) * g.K * kRows, bp ? bp + oc0 : nullptr,
-                    yp + (n * OC + oc0) * g.P, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), st);
+      conv_f32_tile(srcs, koff, g.K, w + (grp * blocks + b) * g.K * kRows, sp ? sp + oc0 : nullptr, bp ? bp + oc0 : nullptr,
+                    yp + oc0 * g.P, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), st);
     }
   });
   return y;
+}
+
+torch::Tensor conv2d_float(torch::Tensor x, torch::Tensor packed, int64_t code_bits, torch::Tensor values,
+                           torch::Tensor bias, int64_t OC, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                           int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t G) {
+  return conv2d_float_scaled(x, packed, code_bits, values, torch::empty({0}, x.options()), bias, OC, kh, kw, sh, sw, ph, pw, dh, dw, G);
 }
 
 torch::Tensor conv2d_int(torch::Tensor x, torch::Tensor packed, int64_t code_bits, torch::Tensor shifts,
@@ -673,8 +730,8 @@ torch::Tensor conv2d_int(torch::Tensor x, torch::Tensor packed, int64_t code_bit
   TORCH_CHECK(offset.scalar_type() == torch::kInt32 && offset.numel() == OC, "offset must be int32 (out_channels,)");
   TORCH_CHECK(bias_float.numel() == 0 || bias_float.numel() == OC, "bias_float must have out_channels entries");
   const int64_t blocks = (g.OCg + kRows - 1) / kRows, row_bytes = packed.size(1);
-  static thread_local std::vector<int32_t> wbuf, qbuf;
-  int32_t* w = grow(wbuf, static_cast<size_t>(G * blocks * g.K * kRows * 2));
+  static thread_local Scratch<int32_t> wbuf, qbuf;
+  int32_t* w = wbuf.get(static_cast<size_t>(G * blocks * g.K * kRows * 2));
   const int32_t* tab = shifts.data_ptr<int32_t>();
   const uint8_t* pk = packed.data_ptr<uint8_t>();
   for (int64_t grp = 0; grp < G; ++grp)
@@ -693,28 +750,21 @@ torch::Tensor conv2d_int(torch::Tensor x, torch::Tensor packed, int64_t code_bit
           e[1] = neg;
         }
   const float fs = static_cast<float>(in_scale), flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
-  const bool direct = sh == 1 && sw == 1;
-  const int32_t* src;
-  if (direct) {
-    src = padded_input(x.data_ptr<float>(), g, qbuf, [=](float v) {
-      v = v < flo ? flo : (v > fhi ? fhi : v);
-      return static_cast<int32_t>(std::nearbyint(v * fs));
-    });
-  } else {
-    int32_t* q = grow(qbuf, static_cast<size_t>(x.numel()));
-    quantize_inputs(x.data_ptr<float>(), x.numel(), fs, flo, fhi, q);
-    src = q;
-  }
+  const PhaseGrid pg = phase_grid(g);
+  const int32_t* grid = phase_input(x.data_ptr<float>(), g, pg, qbuf, [=](float v) {
+    v = v < flo ? flo : (v > fhi ? fhi : v);
+    return static_cast<int32_t>(std::nearbyint(v * fs));
+  });
   auto y = new_output({g.N, OC, g.OH, g.OW}, x);
   const int32_t* op = offset.data_ptr<int32_t>();
   const float* bf = bias_float.numel() ? bias_float.data_ptr<float>() : nullptr;
   float* yp = y.data_ptr<float>();
   const float os = static_cast<float>(out_scale);
-  for_conv_tiles(src, direct, g, [&](const int32_t* base, const int64_t* koff, int64_t n, int64_t grp, const TileStores& st) {
+  for_conv_tiles(grid, g, pg, [&](const int32_t* const* srcs, const int64_t* koff, int64_t grp, const TileStores& st) {
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t oc0 = grp * g.OCg + b * kRows;
-      conv_int_tile(base, koff, g.K, w + (grp * blocks + b) * g.K * kRows * 2, op + oc0, os, bf ? bf + oc0 : nullptr,
-                    yp + (n * OC + oc0) * g.P, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), st);
+      conv_int_tile(srcs, koff, g.K, w + (grp * blocks + b) * g.K * kRows * 2, op + oc0, os, bf ? bf + oc0 : nullptr,
+                    yp + oc0 * g.P, g.P, std::min<int64_t>(kRows, g.OCg - b * kRows), st);
     }
   });
   return y;
@@ -749,6 +799,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("linear_float", &linear_float, "shift linear layer, float mode, panel layout (CPU)");
   m.def("linear_int", &linear_int, "shift linear layer, integer mode, panel layout (CPU)");
   m.def("conv2d_float", &conv2d_float, "shift conv2d, float mode (CPU)");
+  m.def("conv2d_float_scaled", &conv2d_float_scaled, "shift conv2d, float mode, per-channel affine epilogue (CPU)");
   m.def("conv2d_int", &conv2d_int, "shift conv2d, integer mode (CPU)");
   m.def("fixed_point_forward", &fixed_point_forward, "fused fixed-point rounding of activations (CPU)");
   m.def("has_avx512", &has_avx512, "whether the build uses the AVX-512 kernels");

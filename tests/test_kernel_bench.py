@@ -14,7 +14,7 @@ def test_linear_and_resnet_rows_run_the_native_kernels():
     nibbles = next(r for r in rows if r.impl == "shift 4-bit float")
     assert nibbles.bytes_floor_ms * 8 == fp32.bytes_floor_ms  # 4 bits against 32 per weight
     resnet = kernel_bench.resnet_rows(batches=(2,), reps=1)
-    assert [r.path for r in resnet] == ["torch", "torch-emulation", "native-cpu float", "native-cpu integer"]
+    assert [r.path for r in resnet] == ["torch", "torch-emulation", "native-cpu float", "native-cpu float", "native-cpu integer"]
     assert "| resnet20 cifar" in kernel_bench.format_rows([vars(r) for r in resnet])
 
 

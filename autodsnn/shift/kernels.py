@@ -280,6 +280,19 @@ class DeployedShiftConv2d(_Deployed):
         self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.kernel_size, self.stride = tuple(layer.kernel_size), tuple(layer.stride)
         self.padding, self.dilation, self.groups = tuple(layer.padding), tuple(layer.dilation), layer.groups
+        self.folded_scale: torch.Tensor | None = None  # a following BatchNorm, folded: y = conv * scale + bias
+
+    def fold_batchnorm(self, bn: nn.BatchNorm2d) -> None:
+        """Apply ``bn`` (eval statistics) in this layer's epilogue: ``bn(conv(x) + b)`` becomes
+        ``conv(x) * s + (b * s + t)`` per channel. Float mode only (integer mode stays exact)."""
+        if self.mode != "float":
+            raise ShiftConfigError("only float-mode layers fold a BatchNorm; integer mode keeps its exact output")
+        scale = (bn.weight.detach() if bn.affine else 1.0) / torch.sqrt(bn.running_var.detach() + bn.eps)
+        shift = (bn.bias.detach() if bn.affine else 0.0) - bn.running_mean.detach() * scale
+        bias = shift if self.bias is None else self.bias.to(scale) * scale + shift
+        self.folded_scale = scale.float().cpu().contiguous()
+        self.bias = bias.float().cpu().contiguous()
+        self._cuda_cache.clear()
 
     def _geometry(self) -> tuple[int, ...]:
         return (self.out_channels, *self.kernel_size, *self.stride, *self.padding, *self.dilation, self.groups)
@@ -293,11 +306,13 @@ class DeployedShiftConv2d(_Deployed):
             x = self.input_quant(x)
             if native is not None:
                 self.path = "native-cpu float"
-                return native.conv2d_float(x.contiguous(), self.packed, self.bits, self.values, bias, *self._geometry())
+                scale = torch.empty(0) if self.folded_scale is None else self.folded_scale
+                return native.conv2d_float_scaled(x.contiguous(), self.packed, self.bits, self.values, scale, bias,
+                                                  *self._geometry())
             self.path = "torch float"
             weight = self.decoded_weight().to(x).view(self.out_channels, -1, *self.kernel_size)
-            return F.conv2d(x, weight, None if self.bias is None else self.bias.to(x), self.stride, self.padding,
-                            self.dilation, self.groups)
+            y = F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+            return self._epilogue(y)
         plan = self.plan
         assert plan is not None
         if native is not None and self.offset is not None:
@@ -308,10 +323,20 @@ class DeployedShiftConv2d(_Deployed):
         return integer.reference_conv2d(x, self.integer_weight(), plan, self.kernel_size, self.stride, self.padding,
                                         self.dilation, self.groups).to(x.device)
 
+    def _epilogue(self, y: torch.Tensor) -> torch.Tensor:
+        """Bias (and a folded BatchNorm's scale) applied outside a kernel."""
+        if self.folded_scale is not None:
+            y = y * self.folded_scale.to(y).view(1, -1, 1, 1)
+        return y if self.bias is None else y + self.bias.to(y).view(1, -1, 1, 1)
+
     def _forward_cuda(self, native: Any, x: torch.Tensor) -> torch.Tensor:
         t = self._cuda_tables(x.device)
         if self.mode == "float":
             self.path = "native-cuda float"
+            if self.folded_scale is not None:
+                return self._epilogue(native.conv2d_float(self.input_quant(x).contiguous(), self.packed, self.bits,
+                                                          t["values"], torch.empty(0, device=x.device),
+                                                          *self._geometry()))
             return native.conv2d_float(self.input_quant(x).contiguous(), self.packed, self.bits, t["values"], t["bias"],
                                        *self._geometry())
         plan = self.plan
@@ -327,18 +352,21 @@ class DeployedShiftConv2d(_Deployed):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-                f"{self.codes.describe()}, {self.mode} mode")
+                f"{self.codes.describe()}, {self.mode} mode" + (", BatchNorm folded" if self.folded_scale is not None else ""))
 
 
 DEPLOYED_LAYERS = (DeployedShiftLinear, DeployedShiftConv2d)
 
 
-def deploy(model: nn.Module, mode: str = "float") -> dict[str, str]:
+def deploy(model: nn.Module, mode: str = "float", fold_batchnorm: bool = True) -> dict[str, str]:
     """Freeze ``model`` and replace every shift layer with a packed deployed layer (in place).
 
     ``mode``: ``"float"`` (fastest on CPUs), ``"integer"`` (bit-exact fixed point; every shift
     layer needs an activation format), or ``"auto"`` (integer where the layer has fixed-point
-    inputs and exact sums fit, float elsewhere). Returns {layer name: "<kind> <mode>"}.
+    inputs and exact sums fit, float elsewhere). ``fold_batchnorm``: an eval-mode BatchNorm2d
+    that only ever reads a float-mode conv's output moves into that conv's epilogue and becomes
+    an Identity (found by tracing the model with torch.fx; models that do not trace keep theirs).
+    Returns {layer name: "<kind> <mode>[ + <bn name>]"}.
     """
     from .convert import _replace_everywhere, freeze
 
@@ -359,7 +387,41 @@ def deploy(model: nn.Module, mode: str = "float") -> dict[str, str]:
         new.train(module.training)
         _replace_everywhere(model, module, new.to(next(iter(module.buffers())).device))
         done[name] = f"{'linear' if isinstance(new, DeployedShiftLinear) else 'conv2d'} {new.mode}"
+    if fold_batchnorm and not model.training:
+        for conv_name, bn_name in _conv_batchnorm_pairs(model):
+            modules = dict(model.named_modules())
+            modules[conv_name].fold_batchnorm(modules[bn_name])
+            _replace_everywhere(model, modules[bn_name], nn.Identity())
+            done[conv_name] += f" + {bn_name}"
     return done
+
+
+def _conv_batchnorm_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(deployed float conv, BatchNorm2d) module names where the BatchNorm is called once, on that
+    conv's output alone, and nothing else reads the conv's output."""
+    import torch.fx
+
+    class Tracer(torch.fx.Tracer):  # deployed layers are leaves: their kernels take no proxies
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            return isinstance(m, DEPLOYED_LAYERS) or super().is_leaf_module(m, qualname)
+
+    try:
+        graph = Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - dynamic control flow etc.: no folding, nothing breaks
+        return []
+    modules = dict(model.named_modules())
+    calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    pairs = []
+    for node in graph.nodes:
+        conv = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(conv, DeployedShiftConv2d) or conv.mode != "float" or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        bn = modules.get(user.target) if user.op == "call_module" else None
+        if (isinstance(bn, nn.BatchNorm2d) and not bn.training and bn.track_running_stats
+                and calls[user.target] == 1 and calls[node.target] == 1 and len(user.args) == 1):
+            pairs.append((node.target, user.target))
+    return pairs
 
 
 def inference_path(model: nn.Module) -> str:

@@ -190,10 +190,52 @@ def test_deployed_resnet20_predicts_like_the_emulated_one(mode):
         emulated = model(x)
         report = deploy(model, mode)
         deployed = model(x)
-    assert len(report) == 22 and all(v.endswith(mode) for v in report.values())  # 19 convs, 2 shortcuts, fc
+    assert len(report) == 22  # 19 convs, 2 shortcuts, fc
+    folded = [v for v in report.values() if " + " in v]
+    # float mode moves each conv's BatchNorm into its epilogue; integer mode keeps its exact output
+    assert len(folded) == (21 if mode == "float" else 0)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == (0 if mode == "float" else 21)
+    assert all(v.split(" + ")[0].endswith(mode) for v in report.values())
     assert inference_path(model) == f"native-cpu {mode}"
     assert torch.equal(deployed.argmax(1), emulated.argmax(1))
     assert torch.allclose(deployed, emulated, atol=1e-3, rtol=1e-4)
+
+
+def test_batchnorm_folds_only_where_it_alone_reads_the_conv(backend):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.bn_a = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+            self.b, self.bn_b = nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8, affine=False)
+
+        def forward(self, x):
+            y = self.bn_a(self.a(x))
+            z = self.b(y)
+            return self.bn_b(z) + z  # the conv output is read twice: bn_b must stay
+
+    torch.manual_seed(0)
+    net = Net()
+    for bn in (net.bn_a, net.bn_b):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    if net.bn_a.affine:
+        net.bn_a.weight.data.uniform_(0.5, 2)
+    convert(net, ShiftConfig(mode="ps", weight_bits=4, shift_depth="all", shift_max="auto"))
+    net.eval()
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        expected = net(x)
+        report = deploy(net, "float")
+        for m in net.modules():
+            if isinstance(m, DeployedShiftConv2d):
+                m.native_module = backend
+        got = net(x)
+    assert report == {"a": "conv2d float + bn_a", "b": "conv2d float"}
+    assert isinstance(net.bn_a, nn.Identity) and isinstance(net.bn_b, nn.BatchNorm2d)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    unfolded = Net()
+    convert(unfolded, ShiftConfig(mode="ps", weight_bits=4, shift_depth="all"))
+    assert deploy(unfolded.eval(), "float", fold_batchnorm=False) == {"a": "conv2d float", "b": "conv2d float"}
 
 
 def test_deploy_auto_uses_integer_where_inputs_are_fixed_point():
