@@ -34,6 +34,9 @@ def test_end_to_end_local_cluster(tmp_path):
     assert any(t.is_default and t.budget == 3.0 for t in ok)  # the default ran at the top budget
     assert all(0 <= t.objectives["error"] <= 1 and t.objectives["energy"] > 0 for t in ok)
     assert len({t.result["worker"] for t in ok}) == 2  # both workers trained
+    # Dask workers measure inference through the compiled kernels (shift designs) or plain torch
+    assert {t.result["inference_path"] for t in ok} <= {"native-cpu float", "torch float (no shift layers)"}
+    assert any(t.result["inference_path"] == "native-cpu float" for t in ok)
     assert summary.highest_budget == 3.0 and summary.front
     assert summary.elapsed < 50 + 30  # ends on time (plus the last evaluations)
     assert (tmp_path / "run" / "smac" / "smac").exists()
@@ -142,6 +145,9 @@ def test_experiment_validation_and_durations():
     with pytest.raises(ExperimentError, match="unknown experiment setting 'modle'"):
         Experiment.from_dict({"modle": "x"})
     assert Experiment(objectives="error,energy,model_bits").objectives == ("error", "energy", "model_bits")
+    with pytest.raises(ExperimentError, match="inference_kernels: 'fast' is not one of float, integer"):
+        Experiment.from_dict({"inference_kernels": "fast"})
+    assert Experiment.from_dict({"inference_kernels": "integer"}).inference_kernels == "integer"
 
 
 def test_objective_values():
