@@ -282,6 +282,11 @@ class _Optimizer:
                 self.submit(info)
             if asked > 10 * self.slots + 50:  # SMAC keeps re-asking what is running: wait instead
                 break
+        if asked:
+            # Persist what SMAC handed out before it runs: a kill after a trial is stored but before
+            # the next tell then leaves it RUNNING in SMAC's saved state, and --resume tells it from
+            # the store; unsaved, SMAC re-proposed the same configuration and it trained twice.
+            self.smac.optimizer.save()
 
     def _tell(self, info: Any, result: dict[str, Any]) -> None:
         from smac.runhistory.dataclasses import TrialValue
@@ -405,14 +410,17 @@ class _Optimizer:
         """The default configuration at the top budget, first, unless a resumed run has it."""
         from smac.runhistory.dataclasses import TrialInfo
 
-        if any(r.is_default and r.budget == float(self.exp.max_budget) for r in self.run.trials()):
-            return
+        top = float(self.exp.max_budget)
+        if (any(r.is_default and r.budget == top for r in self.run.trials())
+                or any(p.is_default and p.budget == top for p in self.pending.values())):
+            return  # stored, or being re-run after an interruption
         # A deterministic scenario runs every configuration with one seed, which the intensifier
         # only knows once asked: take it from the first trial, so that Hyperband's own default
         # trial at the top budget is recognized as this one.
         first = self.smac.ask()
         info = TrialInfo(config=self.default, budget=float(self.exp.max_budget), seed=first.seed)
         self.smac.runhistory.add_running_trial(info)  # registers the config id; re-run on resume if lost
+        self.smac.optimizer.save()
         self.submit(info)
         self.submit(first)
 

@@ -28,6 +28,7 @@
 #include <cstring>
 #include <array>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
@@ -391,6 +392,21 @@ int64_t check_panels(const torch::Tensor& x, const torch::Tensor& panels, int64_
   return x.size(1);
 }
 
+// Calls fn(std::integral_constant<int, rows>) so that tile templates get the row count (1..kRows).
+template <typename Fn>
+void with_rows(int64_t rows, Fn fn) {
+  switch (rows) {
+    case 1: fn(std::integral_constant<int, 1>{}); break;
+    case 2: fn(std::integral_constant<int, 2>{}); break;
+    case 3: fn(std::integral_constant<int, 3>{}); break;
+    case 4: fn(std::integral_constant<int, 4>{}); break;
+    case 5: fn(std::integral_constant<int, 5>{}); break;
+    case 6: fn(std::integral_constant<int, 6>{}); break;
+    case 7: fn(std::integral_constant<int, 7>{}); break;
+    default: fn(std::integral_constant<int, kRows>{}); break;
+  }
+}
+
 // Tile loop shared by both linear modes: fn(p, row0, rows) computes one tile.
 template <typename Fn>
 void for_linear_tiles(int64_t P, int64_t N, Fn fn) {
@@ -424,16 +440,10 @@ torch::Tensor linear_float(torch::Tensor x, torch::Tensor panels, int64_t code_b
       const float* b = bp ? bp + p * kPanel : nullptr;
       float* yr = yp + r0 * O + p * kPanel;
       const int64_t valid = std::min<int64_t>(kPanel, O - p * kPanel);
-      switch (rows) {
-        case 1: linear_f32_tile<1, 4, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
-        case 2: linear_f32_tile<2, 2, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
-        case 3: linear_f32_tile<3, 2, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
-        case 4: linear_f32_tile<4, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
-        case 5: linear_f32_tile<5, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
-        case 6: linear_f32_tile<6, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
-        case 7: linear_f32_tile<7, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
-        default: linear_f32_tile<8, 1, Dec>(xr, K, pan, dec, b, yr, O, valid); break;
-      }
+      with_rows(rows, [&](auto mr) {
+        constexpr int MR = decltype(mr)::value;
+        linear_f32_tile<MR, MR == 1 ? 4 : (MR < 4 ? 2 : 1), Dec>(xr, K, pan, dec, b, yr, O, valid);
+      });
     });
   };
   if (code_bits == 4) run(DecodeF4{_mm512_loadu_ps(values.data_ptr<float>())});
@@ -489,16 +499,7 @@ torch::Tensor linear_int(torch::Tensor x, torch::Tensor panels, int64_t code_bit
       const float* b = bf ? bf + p * kPanel : nullptr;
       float* yr = yp + r0 * O + p * kPanel;
       const int64_t valid = std::min<int64_t>(kPanel, O - p * kPanel);
-      switch (rows) {
-        case 1: linear_int_tile<1, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
-        case 2: linear_int_tile<2, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
-        case 3: linear_int_tile<3, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
-        case 4: linear_int_tile<4, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
-        case 5: linear_int_tile<5, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
-        case 6: linear_int_tile<6, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
-        case 7: linear_int_tile<7, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
-        default: linear_int_tile<8, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); break;
-      }
+      with_rows(rows, [&](auto mr) { linear_int_tile<decltype(mr)::value, Dec>(qr, K, pan, dec, off, os, b, yr, O, valid); });
     });
   };
   if (code_bits == 4) run(DecodeI4{_mm512_loadu_si512(shifts.data_ptr<int32_t>())});

@@ -679,6 +679,19 @@ void check_int_range(int64_t v, const char* what) {
   TORCH_CHECK(v <= INT_MAX, "shift kernels: ", what, " (", v, ") exceeds the 32-bit index range");
 }
 
+KernelArgs kernel_args(const torch::Tensor& x, const torch::Tensor& packed, const void* table, torch::Tensor& y,
+                       const Epi& epi, const Quant& q) {
+  KernelArgs a{};
+  a.x = x.data_ptr<float>();
+  a.w = packed.data_ptr<uint8_t>();
+  a.table = table;
+  a.y = y.data_ptr<float>();
+  a.row_bytes = static_cast<int>(packed.size(1));
+  a.epi = epi;
+  a.q = q;
+  return a;
+}
+
 template <bool INT>
 torch::Tensor run_linear(const torch::Tensor& x, const torch::Tensor& packed, int64_t code_bits, const void* table,
                          const Epi& epi, const Quant& q) {
@@ -690,14 +703,7 @@ torch::Tensor run_linear(const torch::Tensor& x, const torch::Tensor& packed, in
   check_int_range(O, "out_features");
   check_int_range(packed.numel(), "packed size");
 
-  KernelArgs a{};
-  a.x = x.data_ptr<float>();
-  a.w = packed.data_ptr<uint8_t>();
-  a.table = table;
-  a.y = y.data_ptr<float>();
-  a.row_bytes = static_cast<int>(packed.size(1));
-  a.epi = epi;
-  a.q = q;
+  KernelArgs a = kernel_args(x, packed, table, y, epi, q);
   a.s = ConvShape{static_cast<int>(N), static_cast<int>(K), 1, 1, static_cast<int>(O), 1, 1, 1, 1, 1, 1, 0, 0, 1, 1,
                   1, static_cast<int>(K), static_cast<int>(O), static_cast<int>(K), static_cast<int>(N)};
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
@@ -729,14 +735,7 @@ torch::Tensor run_conv(const torch::Tensor& x, const torch::Tensor& packed, int6
   check_int_range(O * OH * OW, "output elements per image");
   check_int_range(packed.numel(), "packed size");
 
-  KernelArgs a{};
-  a.x = x.data_ptr<float>();
-  a.w = packed.data_ptr<uint8_t>();
-  a.table = table;
-  a.y = y.data_ptr<float>();
-  a.row_bytes = static_cast<int>(packed.size(1));
-  a.epi = epi;
-  a.q = q;
+  KernelArgs a = kernel_args(x, packed, table, y, epi, q);
   a.s = ConvShape{static_cast<int>(N),       static_cast<int>(C),        static_cast<int>(H),
                   static_cast<int>(W),       static_cast<int>(O),        static_cast<int>(OH),
                   static_cast<int>(OW),      static_cast<int>(kh),       static_cast<int>(kw),

@@ -12,13 +12,11 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export BUILD_DIR=${1:-build/cuda-check}
 start=$(date +%s)
 "$PY" - <<'PYEOF'
-import importlib.util, logging, os, sys
+import logging, os, sys
 from pathlib import Path
 
-# Load native_cuda.py by path: importing the autodsnn package is not needed to compile.
-spec = importlib.util.spec_from_file_location("_autodsnn_native_cuda", "autodsnn/shift/native_cuda.py")
-native_cuda = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(native_cuda)
+sys.path.insert(0, os.getcwd())
+from autodsnn.shift import native_cuda
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime found": expected here
 
 home = os.environ.get("CUDA_HOME") or native_cuda.find_cuda_home()

@@ -21,9 +21,10 @@ _NATIVE: Any = None
 _NATIVE_ERROR: str | None = None
 
 
-def _cache_dir() -> Path:
+def cache_dir(suffix: str = "") -> Path:
+    """Where compiled extensions live: per torch version, under $AUTODSNN_CACHE or ~/.cache/autodsnn."""
     root = Path(os.environ.get("AUTODSNN_CACHE", Path.home() / ".cache" / "autodsnn"))
-    return root / "extensions" / f"torch-{torch.__version__.split('+')[0]}"
+    return root / "extensions" / f"torch-{torch.__version__.split('+')[0]}{suffix}"
 
 
 def _build(portable: bool) -> Any:
@@ -31,7 +32,7 @@ def _build(portable: bool) -> Any:
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils.cpp_extension import load
 
-    build = _cache_dir() / ("portable" if portable else "native")
+    build = cache_dir() / ("portable" if portable else "native")
     build.mkdir(parents=True, exist_ok=True)
     # -march=native picks AVX-512 where the CPU has it; the portable build leaves it out so the
     # scalar fallback is compiled (and tested) too. No FMA contraction: integer-mode epilogues

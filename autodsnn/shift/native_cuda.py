@@ -29,7 +29,8 @@ from typing import Any
 
 import torch
 
-NATIVE_DIR = Path(__file__).resolve().parents[2] / "native"
+from .native import NATIVE_DIR, cache_dir
+
 SOURCE = NATIVE_DIR / "shift_cuda.cu"
 EXTENSION_NAME = "autodsnn_shift_cuda"
 # No --use_fast_math: the integer mode must be exact and the float mode within float32 rounding.
@@ -37,11 +38,6 @@ CUDA_FLAGS = ["-O3"]
 _LOCK = threading.Lock()
 _NATIVE: Any = None
 _NATIVE_ERROR: str | None = None
-
-
-def _cache_dir() -> Path:
-    root = Path(os.environ.get("AUTODSNN_CACHE", Path.home() / ".cache" / "autodsnn"))
-    return root / "extensions" / f"torch-{torch.__version__.split('+')[0]}-cuda"
 
 
 def _is_toolkit(root: str | os.PathLike | None) -> bool:
@@ -131,7 +127,7 @@ def native_cuda() -> Any | None:
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _NATIVE = build_extension(_cache_dir())
+                _NATIVE = build_extension(cache_dir("-cuda"))
         except Exception as exc:  # noqa: BLE001 - no toolkit, no ninja, compile error: fall back
             _NATIVE_ERROR = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             warnings.warn(f"autodsnn: CUDA shift kernels unavailable ({_NATIVE_ERROR}); using the PyTorch "
