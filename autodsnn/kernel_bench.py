@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .shift import ShiftConfig, ShiftLinear, convert, deploy, freeze, inference_path
-from .shift.kernels import DeployedShiftLinear
+from .shift.kernels import DEPLOYED_LAYERS, DeployedShiftLinear
 from .tables import markdown_table
 
 FLUSH_BYTES = 256 * 2 ** 20  # larger than any last-level cache we run on
@@ -100,6 +100,11 @@ def linear_rows(features: int = 4096, batches: tuple[int, ...] = (1, 64), reps: 
     variants = [("4-bit float", 4, "float"), ("4-bit integer", 4, "integer"), ("8-bit float", 8, "float")]
     deployed = {name: DeployedShiftLinear(_shift_linear(features, bits, act=mode == "integer"), mode)
                 for name, bits, mode in variants}
+    portable = _portable_module()
+    if portable is not None:  # what a CPU without AVX-512 gets (the same machine, AVX2 code)
+        layer = DeployedShiftLinear(_shift_linear(features, 4, act=False), "float")
+        layer.native_module = portable
+        deployed["4-bit float, portable build"] = layer
     case = f"linear {features}x{features}"
     with torch.no_grad():
         for batch in batches:
@@ -111,7 +116,8 @@ def linear_rows(features: int = 4096, batches: tuple[int, ...] = (1, 64), reps: 
                 base = ms["torch fp32"]
                 rows.append(Row(case, batch, cache, "torch fp32", "torch", base, 1.0, 1e3 * features * features * 4 / bandwidth))
                 for name, layer in deployed.items():
-                    rows.append(Row(case, batch, cache, f"shift {name}", layer.path, ms[name], base / ms[name],
+                    path = layer.path + (" (no AVX-512)" if layer.native_module is not None else "")
+                    rows.append(Row(case, batch, cache, f"shift {name}", path, ms[name], base / ms[name],
                                     1e3 * layer.panels.numel() / bandwidth))
     return rows
 
@@ -129,6 +135,14 @@ def resnet_rows(batches: tuple[int, ...] = (1, 32), reps: int = 20) -> list[Row]
         m = copy.deepcopy(emulated)
         deploy(m, mode, fold_batchnorm=fold)
         models[f"shift deployed {mode}" + (", BatchNorm folded" if fold and mode == "float" else "")] = m
+    portable = _portable_module()
+    if portable is not None:
+        m = copy.deepcopy(emulated)
+        deploy(m, "float")
+        for layer in m.modules():
+            if isinstance(layer, DEPLOYED_LAYERS):
+                layer.native_module = portable
+        models["shift deployed float, BatchNorm folded, portable build"] = m
     rows: list[Row] = []
     with torch.no_grad():
         for batch in batches:
@@ -137,6 +151,8 @@ def resnet_rows(batches: tuple[int, ...] = (1, 32), reps: int = 20) -> list[Row]
             base_ms = ms["torch fp32 (float model)"]
             for name, model in models.items():
                 path = "torch" if model is base else inference_path(model)
+                if "portable" in name:
+                    path += " (no AVX-512)"
                 rows.append(Row("resnet20 cifar", batch, "-", name, path, ms[name], base_ms / ms[name]))
     return rows
 
@@ -200,6 +216,14 @@ def gpu_rows(features: int = 4096, reps: int = 50) -> list[Row]:
     return rows
 
 
+def _portable_module() -> Any:
+    """The kernels built without AVX-512 (None where the default build has none either)."""
+    from .shift.native import native_cpu, native_cpu_portable
+
+    native = native_cpu()
+    return native_cpu_portable() if native is not None and native.has_avx512() else None
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """All kernel benchmarks (GPU rows where a GPU and the CUDA kernels exist); ``quick`` uses
     fewer repetitions."""
@@ -215,7 +239,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    headers = ["case", "batch", "cache", "implementation", "path", "median ms", "speed vs fp32", "bytes floor ms"]
+    headers = ["case", "batch", "cache", "implementation", "path", "median ms", "speed vs fp32", "bytes floor ms",
+               "time / floor"]
     body = [[r["case"], r["batch"], r["cache"], r["impl"], r["path"], f"{r['ms']:.3f}", f"{r['vs_float']:.2f}x",
-             "-" if r["bytes_floor_ms"] is None else f"{r['bytes_floor_ms']:.3f}"] for r in rows]
+             "-" if r["bytes_floor_ms"] is None else f"{r['bytes_floor_ms']:.3f}",
+             "-" if r["bytes_floor_ms"] is None else f"{r['ms'] / r['bytes_floor_ms']:.1f}x"] for r in rows]
     return markdown_table(headers, body)

@@ -332,47 +332,166 @@ void conv_int_tile(const int32_t* const* src, const int64_t* koff, int64_t K, co
   }
 }
 
-#else  // portable fallback: same layouts and arithmetic, scalar loops
+#else  // portable path: GCC/Clang vector extensions, compiled to whatever -march offers (AVX2, SSE, NEON)
 
+// 8-lane vectors (one AVX2 register; GCC lowers wider ones badly without AVX-512). Weights decode
+// by exponent arithmetic: the same bits as the value tables.
+typedef float vf __attribute__((vector_size(32)));
+typedef int32_t vi __attribute__((vector_size(32)));
+typedef uint32_t vu __attribute__((vector_size(32)));
+constexpr int kV = 8;
 constexpr int kLanes = 16 * kSegs;
+// Float-mode tiles may fuse multiply and add (float mode is "within rounding"); the file is built
+// with -ffp-contract=off for the integer-mode epilogues.
+#define AUTODSNN_CONTRACT __attribute__((optimize("fp-contract=fast")))
+
+template <typename V, typename T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline vi bytes8(const uint8_t* p) {  // 8 bytes -> 8 lanes (two broadcasts and a variable shift)
+  uint32_t lo, hi;
+  std::memcpy(&lo, p, 4);
+  std::memcpy(&hi, p + 4, 4);
+  const vu w = {lo, lo, lo, lo, hi, hi, hi, hi};
+  const vu sh = {0, 8, 16, 24, 0, 8, 16, 24};
+  return (vi)((w >> sh) & 0xFFu);
+}
+
+struct CodeBits {  // what a code means: magnitude mask, sign position, top exponent, zero code
+  int32_t j_mask, sign_shift, top;
+  bool has_zero;
+  vi j(vi c) const { return c & j_mask; }
+  vi neg_mask(vi c) const { return -((c >> sign_shift) & 1); }            // -1 for negative weights
+  vi live_mask(vi c) const { return has_zero ? (j(c) != 0) : vi{} - 1; }  // 0 for zero weights
+};
+
+inline vf decode_float(vi c, const CodeBits& cb) {  // sign << 31 | (top - j) << 23, zero code -> 0
+  return (vf)((((cb.top - cb.j(c)) << 23) | (cb.neg_mask(c) << 31)) & cb.live_mask(c));
+}
+
+// The 32 codes of one panel column, outputs 0-7, 8-15, 16-23, 24-31.
+inline void panel_codes(const uint8_t* p, int code_bits, vi (&c)[4]) {
+  if (code_bits == 4) {
+    const vi b0 = bytes8(p), b1 = bytes8(p + 8);
+    c[0] = b0 & 15;
+    c[1] = b1 & 15;
+    c[2] = b0 >> 4;
+    c[3] = b1 >> 4;
+  } else {
+    for (int g = 0; g < 4; ++g) c[g] = bytes8(p + 8 * g);
+  }
+}
+
+template <int MR>
+AUTODSNN_CONTRACT void linear_f32_tile_v(const float* x, int64_t K, const uint8_t* panel, int64_t bytes, int code_bits,
+                       const CodeBits& cb, const float* bias, float* y, int64_t O, int64_t valid) {
+  vf acc[MR][4] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    vi c[4];
+    panel_codes(panel + k * bytes, code_bits, c);
+    vf w[4];
+    for (int g = 0; g < 4; ++g) w[g] = decode_float(c[g], cb);
+    for (int r = 0; r < MR; ++r) {
+      const float xv = x[r * K + k];
+      const vf xb = {xv, xv, xv, xv, xv, xv, xv, xv};
+      for (int g = 0; g < 4; ++g) acc[r][g] += xb * w[g];
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    float out[kPanel];
+    std::memcpy(out, acc[r], sizeof out);
+    for (int64_t t = 0; t < valid; ++t) y[r * O + t] = out[t] + (bias ? bias[t] : 0.0f);
+  }
+}
+
+template <int MR>
+void linear_int_tile_v(const int32_t* q, int64_t K, const uint8_t* panel, int64_t bytes, int code_bits,
+                       const CodeBits& cb, const int32_t* offset, float out_scale, const float* bias_float, float* y,
+                       int64_t O, int64_t valid) {
+  vu acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int g = 0; g < 4; ++g) acc[r][g] = load<vu>(offset + kV * g);
+  for (int64_t k = 0; k < K; ++k) {
+    vi c[4];
+    panel_codes(panel + k * bytes, code_bits, c);
+    vu sh[4], sg[4], live[4];
+    for (int g = 0; g < 4; ++g) {  // shift = top - j (the codes a layer uses stay within 0..30)
+      sh[g] = (vu)((cb.top - cb.j(c[g])) & 31);
+      sg[g] = (vu)cb.neg_mask(c[g]);
+      live[g] = (vu)cb.live_mask(c[g]);
+    }
+    for (int r = 0; r < MR; ++r) {
+      const uint32_t qv = static_cast<uint32_t>(q[r * K + k]);
+      const vu qb = {qv, qv, qv, qv, qv, qv, qv, qv};
+      for (int g = 0; g < 4; ++g) acc[r][g] += ((qb << sh[g]) & live[g]) ^ sg[g];
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    int32_t sums[kPanel];
+    std::memcpy(sums, acc[r], sizeof sums);
+    for (int64_t t = 0; t < valid; ++t) {
+      float v = static_cast<float>(sums[t]) * out_scale;
+      if (bias_float) v = v + bias_float[t];
+      y[r * O + t] = v;
+    }
+  }
+}
 
 void store_tile(float* y, const float* v, const TileStores& st) {
   for (int i = 0; i < st.count; ++i)
     for (int t = st.a[i]; t < st.b[i]; ++t) y[st.shift[i] + t] = v[16 * st.seg[i] + t];
 }
 
-template <typename T>
-inline T lane_value(const T* const* src, int64_t off, int t) {
-  return src[t / 16][off + t % 16];
-}
-
-void conv_f32_tile(const float* const* src, const int64_t* koff, int64_t K, const float* w, const float* scale,
-                   const float* bias, float* y, int64_t P, int64_t channels, const TileStores& st) {
+AUTODSNN_CONTRACT void conv_f32_tile(const float* const* src, const int64_t* koff, int64_t K, const float* w,
+                                     const float* scale, const float* bias, float* y, int64_t P, int64_t channels,
+                                     const TileStores& st) {
+  constexpr int kVecs = kLanes / kV;
+  vf acc[kRows][kVecs] = {};
+  for (int64_t k = 0; k < K; ++k) {
+    vf c[kVecs];
+    for (int i = 0; i < kVecs; ++i) c[i] = load<vf>(src[i / 2] + koff[k] + kV * (i % 2));
+    for (int r = 0; r < kRows; ++r) {
+      const float wv = w[k * kRows + r];
+      const vf wb = {wv, wv, wv, wv, wv, wv, wv, wv};
+      for (int i = 0; i < kVecs; ++i) acc[r][i] += wb * c[i];
+    }
+  }
   for (int64_t r = 0; r < channels; ++r) {
-    float acc[kLanes] = {0};
-    for (int64_t k = 0; k < K; ++k)
-      for (int t = 0; t < kLanes; ++t) acc[t] += w[k * kRows + r] * lane_value(src, koff[k], t);
-    for (int t = 0; t < kLanes; ++t) acc[t] = (scale ? acc[t] * scale[r] : acc[t]) + (bias ? bias[r] : 0.0f);
-    store_tile(y + r * P, acc, st);
+    float v[kLanes];
+    std::memcpy(v, acc[r], sizeof v);
+    for (int t = 0; t < kLanes; ++t) v[t] = (scale ? v[t] * scale[r] : v[t]) + (bias ? bias[r] : 0.0f);
+    store_tile(y + r * P, v, st);
   }
 }
 
 void conv_int_tile(const int32_t* const* src, const int64_t* koff, int64_t K, const int32_t* wi,
                    const int32_t* offset, float out_scale, const float* bias_float, float* y, int64_t P,
                    int64_t channels, const TileStores& st) {
-  for (int64_t r = 0; r < channels; ++r) {
-    uint32_t acc[kLanes];
-    for (int t = 0; t < kLanes; ++t) acc[t] = static_cast<uint32_t>(offset[r]);
-    for (int64_t k = 0; k < K; ++k) {
+  constexpr int kVecs = kLanes / kV;
+  vu acc[kRows][kVecs];
+  for (int r = 0; r < kRows; ++r) {
+    const uint32_t o = static_cast<uint32_t>(r < channels ? offset[r] : 0);
+    for (int i = 0; i < kVecs; ++i) acc[r][i] = vu{o, o, o, o, o, o, o, o};
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    vu c[kVecs];
+    for (int i = 0; i < kVecs; ++i) c[i] = load<vu>(src[i / 2] + koff[k] + kV * (i % 2));
+    for (int r = 0; r < kRows; ++r) {
       const int32_t sh = wi[(k * kRows + r) * 2], sg = wi[(k * kRows + r) * 2 + 1];
-      for (int t = 0; t < kLanes; ++t) {
-        const uint32_t q = static_cast<uint32_t>(lane_value(src, koff[k], t));
-        acc[t] += (sh >= 32 ? 0u : q << sh) ^ static_cast<uint32_t>(sg);
-      }
+      if (sh >= 32) continue;  // zero weight (its sign mask is 0)
+      for (int i = 0; i < kVecs; ++i) acc[r][i] += (c[i] << sh) ^ static_cast<uint32_t>(sg);
     }
+  }
+  for (int64_t r = 0; r < channels; ++r) {
+    int32_t sums[kLanes];
+    std::memcpy(sums, acc[r], sizeof sums);
     float v[kLanes];
     for (int t = 0; t < kLanes; ++t) {
-      v[t] = static_cast<float>(static_cast<int32_t>(acc[t])) * out_scale;
+      v[t] = static_cast<float>(sums[t]) * out_scale;
       if (bias_float) v[t] = v[t] + bias_float[r];
     }
     store_tile(y + r * P, v, st);
@@ -449,22 +568,13 @@ torch::Tensor linear_float(torch::Tensor x, torch::Tensor panels, int64_t code_b
   if (code_bits == 4) run(DecodeF4{_mm512_loadu_ps(values.data_ptr<float>())});
   else run(DecodeF8{_mm512_set1_epi32(static_cast<int32_t>(e_top)), has_zero});
 #else
-  (void)e_top; (void)has_zero;
-  const float* tab = values.data_ptr<float>();
+  const CodeBits cb{(1 << (code_bits - 1)) - 1, static_cast<int32_t>(code_bits - 1), static_cast<int32_t>(e_top), has_zero};
   for_linear_tiles(P, N, [&](int64_t p, int64_t r0, int64_t rows) {
     const int64_t valid = std::min<int64_t>(kPanel, O - p * kPanel);
-    for (int64_t r = r0; r < r0 + rows; ++r) {
-      float acc[kPanel] = {0};
-      for (int64_t k = 0; k < K; ++k) {
-        const uint8_t* c = pp + (p * K + k) * bytes;
-        const float xv = xp[r * K + k];
-        for (int t = 0; t < kPanel; ++t) {
-          const int code = code_bits == 4 ? (t < 16 ? c[t] & 0xF : c[t - 16] >> 4) : c[t];
-          acc[t] += xv * tab[code];
-        }
-      }
-      for (int64_t t = 0; t < valid; ++t) yp[r * O + p * kPanel + t] = acc[t] + (bp ? bp[p * kPanel + t] : 0.0f);
-    }
+    with_rows(rows, [&](auto mr) {
+      linear_f32_tile_v<decltype(mr)::value>(xp + r0 * K, K, pp + p * K * bytes, bytes, static_cast<int>(code_bits), cb,
+                                             bp ? bp + p * kPanel : nullptr, yp + r0 * O + p * kPanel, O, valid);
+    });
   });
 #endif
   return y;
@@ -505,29 +615,14 @@ torch::Tensor linear_int(torch::Tensor x, torch::Tensor panels, int64_t code_bit
   if (code_bits == 4) run(DecodeI4{_mm512_loadu_si512(shifts.data_ptr<int32_t>())});
   else run(DecodeI8{_mm512_set1_epi32(static_cast<int32_t>(sh_top)), has_zero});
 #else
-  (void)sh_top; (void)has_zero;
-  const int32_t* tab = shifts.data_ptr<int32_t>();
+  const CodeBits cb{(1 << (code_bits - 1)) - 1, static_cast<int32_t>(code_bits - 1), static_cast<int32_t>(sh_top), has_zero};
   for_linear_tiles(P, N, [&](int64_t p, int64_t r0, int64_t rows) {
     const int64_t valid = std::min<int64_t>(kPanel, O - p * kPanel);
-    for (int64_t r = r0; r < r0 + rows; ++r) {
-      uint32_t acc[kPanel];
-      for (int t = 0; t < kPanel; ++t) acc[t] = static_cast<uint32_t>(op[p * kPanel + t]);
-      for (int64_t k = 0; k < K; ++k) {
-        const uint8_t* c = pp + (p * K + k) * bytes;
-        const uint32_t qv = static_cast<uint32_t>(q[r * K + k]);
-        for (int t = 0; t < kPanel; ++t) {
-          const int code = code_bits == 4 ? (t < 16 ? c[t] & 0xF : c[t - 16] >> 4) : c[t];
-          const int sh = tab[code];
-          const uint32_t sg = (code >> (code_bits - 1)) & 1 ? 0xFFFFFFFFu : 0u;
-          acc[t] += (sh >= 32 ? 0u : qv << sh) ^ sg;
-        }
-      }
-      for (int64_t t = 0; t < valid; ++t) {
-        float v = static_cast<float>(static_cast<int32_t>(acc[t])) * os;
-        if (bf) v = v + bf[p * kPanel + t];
-        yp[r * O + p * kPanel + t] = v;
-      }
-    }
+    with_rows(rows, [&](auto mr) {
+      linear_int_tile_v<decltype(mr)::value>(q + r0 * K, K, pp + p * K * bytes, bytes, static_cast<int>(code_bits), cb,
+                                             op + p * kPanel, os, bf ? bf + p * kPanel : nullptr,
+                                             yp + r0 * O + p * kPanel, O, valid);
+    });
   });
 #endif
   return y;
