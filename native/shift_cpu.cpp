@@ -332,6 +332,41 @@ void conv_int_tile(const int32_t* const* src, const int64_t* koff, int64_t K, co
   }
 }
 
+// Convolutions with many output channels per group use this tile instead: 16 channels per
+// vector, CV vectors, and NP = 24 / CV output positions that each broadcast one input value per
+// tap (24 accumulators). Positions are independent, so a tile takes valid positions only (any
+// rows, any images): no lanes spent on border columns, which the position-vectorized tile pays
+// on small maps.
+constexpr int kMaxPos = 12;
+
+template <int CV, int kPos = 24 / CV>
+void conv_f32_tile_cv(const float* const* base, const int64_t* koff, int64_t K, const float* wt, int64_t ldw,
+                      const float* scale, const float* bias, float* const* out, int64_t P, int npos) {
+  __m512 acc[kPos][CV];
+  for (int j = 0; j < kPos; ++j)
+    for (int c = 0; c < CV; ++c) acc[j][c] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 wv[CV];
+    for (int c = 0; c < CV; ++c) wv[c] = _mm512_loadu_ps(wt + k * ldw + 16 * c);
+    const int64_t off = koff[k];
+#pragma GCC unroll 12
+    for (int j = 0; j < kPos; ++j) {
+      const __m512 xb = _mm512_set1_ps(base[j][off]);
+      for (int c = 0; c < CV; ++c) acc[j][c] = _mm512_fmadd_ps(xb, wv[c], acc[j][c]);
+    }
+  }
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int32_t>(P)));
+  for (int c = 0; c < CV; ++c) {
+    const __m512 b = bias ? _mm512_loadu_ps(bias + 16 * c) : _mm512_setzero_ps();
+    const __m512 sc = scale ? _mm512_loadu_ps(scale + 16 * c) : _mm512_set1_ps(1.0f);
+    for (int j = 0; j < npos; ++j) {
+      const __m512 v = scale ? _mm512_fmadd_ps(acc[j][c], sc, b) : _mm512_add_ps(acc[j][c], b);
+      _mm512_i32scatter_ps(out[j] + 16 * c * P, idx, v, 4);
+    }
+  }
+}
+
 #else  // portable path: GCC/Clang vector extensions, compiled to whatever -march offers (AVX2, SSE, NEON)
 
 // 8-lane vectors (one AVX2 register; GCC lowers wider ones badly without AVX-512). Weights decode
@@ -720,10 +755,8 @@ const T* phase_input(const float* x, const Geometry& g, const PhaseGrid& pg, Scr
 // Runs tile(srcs, koff, group, stores) in parallel over tiles of kSegs 16-output segments of one
 // group (the segments of a tile may belong to different images: small feature maps fill whole
 // tiles). Stores address y + (n * OC + oc) * P + oh * OW + ow through their shifts.
-template <typename T, typename TileFn>
-void for_conv_tiles(const T* grid, const Geometry& g, const PhaseGrid& pg, TileFn tile) {
-  static thread_local Scratch<int64_t> koff_buf;
-  int64_t* koff = koff_buf.get(static_cast<size_t>(g.K));
+// koff[k]: where tap k = (c, ki, kj) reads, relative to an output position's grid index.
+void phase_offsets(const Geometry& g, const PhaseGrid& pg, int64_t* koff) {
   for (int64_t c = 0, k = 0; c < g.Cg; ++c)
     for (int64_t ki = 0; ki < g.kh; ++ki) {
       const int64_t a = ki * g.dh - g.ph, dr = floor_div(a, g.sh), r = a - dr * g.sh;
@@ -733,6 +766,13 @@ void for_conv_tiles(const T* grid, const Geometry& g, const PhaseGrid& pg, TileF
                   (dr - pg.min_dr) * pg.Ws + (dc - pg.min_dc);
       }
     }
+}
+
+template <typename T, typename TileFn>
+void for_conv_tiles(const T* grid, const Geometry& g, const PhaseGrid& pg, TileFn tile) {
+  static thread_local Scratch<int64_t> koff_buf;
+  int64_t* koff = koff_buf.get(static_cast<size_t>(g.K));
+  phase_offsets(g, pg, koff);
   const int64_t span = g.OH * pg.Ws, segs = (span + 15) / 16, per_group = g.N * segs;
   const int64_t tiles = (per_group + kSegs - 1) / kSegs;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -768,6 +808,48 @@ void check_conv(const torch::Tensor& x, const torch::Tensor& packed, int64_t OC,
 
 }  // namespace
 
+#if AUTODSNN_AVX512
+// Driver of conv_f32_tile_cv: weights decoded channel-contiguous ([group][k][OCg]), tiles of
+// kPos valid output positions x 16*CV channels, in parallel.
+void conv_channels_vectorized(const float* grid, const Geometry& g, const PhaseGrid& pg, const float* tab,
+                              const uint8_t* pk, int64_t row_bytes, int64_t code_bits, const float* sp,
+                              const float* bp, float* yp) {
+  static thread_local Scratch<float> wtbuf;
+  float* wt = wtbuf.get(static_cast<size_t>(g.G * g.K * g.OCg));
+  for (int64_t oc = 0; oc < g.OC; ++oc) {
+    const int64_t grp = oc / g.OCg, c = oc % g.OCg;
+    for (int64_t k = 0; k < g.K; ++k)
+      wt[(grp * g.K + k) * g.OCg + c] = tab[code_at(pk + oc * row_bytes, k, static_cast<int>(code_bits))];
+  }
+  const int CV = g.OCg % 64 == 0 ? 4 : 2;
+  const int64_t kPos = 24 / CV;
+  const int64_t cblocks = g.OCg / (16 * CV), total = g.N * g.P, tiles = (total + kPos - 1) / kPos;
+  static thread_local Scratch<int64_t> koff_buf;
+  int64_t* koff = koff_buf.get(static_cast<size_t>(g.K));
+  phase_offsets(g, pg, koff);
+  const int64_t group_stride = g.Cg * pg.rows_built * pg.cols_built * pg.plane;
+#pragma omp parallel for collapse(3) schedule(static)
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    for (int64_t cb = 0; cb < cblocks; ++cb)
+      for (int64_t t = 0; t < tiles; ++t) {
+        const float* base[kMaxPos];
+        float* out[kMaxPos];
+        const int64_t oc0 = grp * g.OCg + cb * 16 * CV;
+        const int npos = static_cast<int>(std::min<int64_t>(kPos, total - t * kPos));
+        for (int j = 0; j < kPos; ++j) {
+          const int64_t i = t * kPos + std::min(j, npos - 1), n = i / g.P, p = i % g.P;
+          base[j] = grid + n * pg.per_image + grp * group_stride + (p / g.OW) * pg.Ws + p % g.OW;
+          out[j] = yp + (n * g.OC + oc0) * g.P + p;
+        }
+        const float* w = wt + grp * g.K * g.OCg + cb * 16 * CV;
+        const float* s = sp ? sp + oc0 : nullptr;
+        const float* b = bp ? bp + oc0 : nullptr;
+        if (CV == 4) conv_f32_tile_cv<4>(base, koff, g.K, w, g.OCg, s, b, out, g.P, npos);
+        else conv_f32_tile_cv<2>(base, koff, g.K, w, g.OCg, s, b, out, g.P, npos);
+      }
+}
+#endif
+
 // y = conv(x, w) * scale + bias per output channel (scale empty: y = conv + bias). A BatchNorm
 // that follows the conv folds into scale and bias (its weights cannot: they would stop being
 // powers of two).
@@ -800,6 +882,12 @@ torch::Tensor conv2d_float_scaled(torch::Tensor x, torch::Tensor packed, int64_t
   float* yp = y.data_ptr<float>();
   const PhaseGrid pg = phase_grid(g);
   const float* grid = phase_input(x.data_ptr<float>(), g, pg, xpad, [](float v) { return v; });
+#if AUTODSNN_AVX512
+  if (g.OCg % 64 == 0 && g.N * g.P >= 1024 && 16 * g.P < (int64_t{1} << 31)) {
+    conv_channels_vectorized(grid, g, pg, tab, pk, row_bytes, code_bits, sp, bp, yp);
+    return y;
+  }
+#endif
   for_conv_tiles(grid, g, pg, [&](const float* const* srcs, const int64_t* koff, int64_t grp, const TileStores& st) {
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t oc0 = grp * g.OCg + b * kRows;

@@ -97,6 +97,9 @@ def test_linear_integer_mode_equals_reference_exactly(backend, mode, bits, n, k,
 CONVS = [  # (in, out, kernel, stride, padding, dilation, groups, size)
     (3, 16, 3, 1, 1, 1, 1, 9), (16, 16, 3, 2, 1, 1, 1, 8), (8, 8, 3, 1, 2, 2, 8, 7), (6, 9, 1, 1, 0, 1, 3, 5),
     (4, 20, 5, 2, 0, 1, 2, 13), (5, 3, (1, 3), (2, 1), (0, 1), (1, 2), 1, 11), (16, 32, 1, 2, 0, 1, 1, 8),
+    (8, 64, 3, 1, 1, 1, 1, 7), (64, 64, 3, 2, 1, 2, 2, 9), (6, 48, 3, 1, 0, 1, 1, 5),
+    # 64k output channels per group and >= 1024 positions: the channel-vectorized float tile
+    (8, 64, 3, 1, 1, 1, 1, 23), (16, 128, 3, 2, 1, 1, 2, 64),
 ]
 
 
