@@ -378,6 +378,7 @@ def _measure_inference(model: nn.Module, batches: Any, device: torch.device, res
             deploy(runner, task.inference_kernels)
         except ShiftConfigError as exc:
             runner, path = model, f"torch-emulation (deploy failed: {exc})"
+    _warm_up(runner, batches, device)
     with EnergyMeter(**({"country": task.country} if task.country else {})) as meter:
         stats = evaluate(runner, batches, device=device)
     reading: EnergyReading = meter.reading
@@ -386,6 +387,16 @@ def _measure_inference(model: nn.Module, batches: Any, device: torch.device, res
     result.inference_path = inference_path(runner) if runner is not model else path
     result.inference_error = stats.error
     result.inference_energy = reading.to_dict()
+
+
+@torch.no_grad()
+def _warm_up(model: nn.Module, batches: Any, device: torch.device) -> None:
+    """One batch through the model before the metered pass: first-call costs (a kernel build,
+    allocator growth, oneDNN primitive creation) are not inference energy."""
+    model.eval()
+    for x, _ in batches:
+        model(x[:64].to(device))
+        break
 
 
 def _analytic_cost(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
