@@ -176,6 +176,9 @@ class _Deployed(nn.Module):
         return self._weights_int
 
     def _native(self, x: torch.Tensor) -> Any:
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise ShiftConfigError("deployed shift layers run inference only (their kernels have no backward): "
+                                   "call the model under torch.no_grad(), or train the model before deploy()")
         if x.dtype != torch.float32 or x.device.type not in ("cpu", "cuda"):
             return None
         if x.device.type == "cuda":
@@ -366,6 +369,7 @@ def deploy(model: nn.Module, mode: str = "float", fold_batchnorm: bool = True) -
     inputs and exact sums fit, float elsewhere). ``fold_batchnorm``: an eval-mode BatchNorm2d
     that only ever reads a float-mode conv's output moves into that conv's epilogue and becomes
     an Identity (found by tracing the model with torch.fx; models that do not trace keep theirs).
+    Every parameter stops requiring gradients: the kernels have no backward.
     Returns {layer name: "<kind> <mode>[ + <bn name>]"}.
     """
     from .convert import _replace_everywhere, freeze
@@ -387,6 +391,7 @@ def deploy(model: nn.Module, mode: str = "float", fold_batchnorm: bool = True) -
         new.train(module.training)
         _replace_everywhere(model, module, new.to(next(iter(module.buffers())).device))
         done[name] = f"{'linear' if isinstance(new, DeployedShiftLinear) else 'conv2d'} {new.mode}"
+    model.requires_grad_(False)  # a deployed model is for inference: no autograd graph to build
     if fold_batchnorm and not model.training:
         for conv_name, bn_name in _conv_batchnorm_pairs(model):
             modules = dict(model.named_modules())

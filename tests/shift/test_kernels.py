@@ -270,3 +270,12 @@ def test_a_checkpoints_packed_codes_deploy_into_a_fresh_model(tmp_path):
         deploy(model, "integer")
         assert torch.equal(fresh(x), model(x))  # same codes, same integer arithmetic
     assert torch.allclose(fresh(x), reference, atol=1e-3, rtol=1e-4)
+
+
+def test_deployed_layers_refuse_to_take_part_in_training():
+    deployed = DeployedShiftLinear(_linear("ps", 4, 8, 3), "float")
+    x = torch.randn(2, 8, requires_grad=True)
+    with pytest.raises(ShiftConfigError, match="inference only"):
+        deployed(x)
+    with torch.no_grad():
+        assert deployed(x).shape == (2, 3)
