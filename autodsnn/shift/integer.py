@@ -12,8 +12,9 @@ A layer with fixed-point inputs (``FixedPoint`` with ``F`` fraction bits) and we
    a bias off the grid is added afterwards as one float32 addition.
 
 The native integer kernels (``native/shift_cpu.cpp``) compute this in int32 and are tested equal
-to :func:`reference_linear` / :func:`reference_conv2d` element for element; those compute it in
-int64 with PyTorch and are also the fallback. The float32 training emulation (``F.linear`` on
+to :func:`reference_linear` / :func:`reference_conv2d` element for element; those compute it with
+PyTorch, exactly (a float64 GEMM while sums stay below 2^53, int64 beyond), and are also the
+fallback for layers whose sums do not fit int32. The float32 training emulation (``F.linear`` on
 the same quantized values) rounds every partial sum, so it agrees with this only to float
 rounding; this module is the exact definition.
 """
@@ -115,11 +116,17 @@ def _finish(acc: torch.Tensor, p: IntegerPlan, channel_dim: int) -> torch.Tensor
     return y
 
 
+def exact_dtype(p: IntegerPlan) -> torch.dtype:
+    """float64 when every partial sum stays below 2^53 (then a float64 GEMM adds integers
+    exactly, in any order, at BLAS speed), else int64."""
+    return torch.float64 if p.accumulator_bound < 2 ** 53 else torch.int64
+
+
 def reference_linear(x: torch.Tensor, weights: torch.Tensor, p: IntegerPlan) -> torch.Tensor:
-    """Exact integer-mode output of a linear layer (int64 in PyTorch); ``weights`` from
-    :func:`weight_int`."""
-    q = quantize_to_int(x.reshape(-1, x.shape[-1]), p)
-    acc = q @ weights.to(q.device).T + p.bias_int.to(q.device)
+    """Exact integer-mode output of a linear layer; ``weights`` from :func:`weight_int`."""
+    dt = exact_dtype(p)
+    q = quantize_to_int(x.reshape(-1, x.shape[-1]), p).to(dt)
+    acc = q @ weights.to(q.device, dt).T + p.bias_int.to(q.device, dt)
     return _finish(acc, p, 1).reshape(*x.shape[:-1], -1)
 
 
@@ -128,14 +135,15 @@ def reference_conv2d(x: torch.Tensor, weights: torch.Tensor, p: IntegerPlan, ker
     """Exact integer-mode output of a conv layer: integer im2col (through float64, exact for
     these magnitudes) and an int64 matrix product per group."""
     n, c, h, w = x.shape
+    dt = exact_dtype(p)
     q = quantize_to_int(x, p).double()
-    cols = F.unfold(q, kernel_size, dilation=dilation, padding=padding, stride=stride).to(torch.int64)
+    cols = F.unfold(q, kernel_size, dilation=dilation, padding=padding, stride=stride).to(dt)
     oh = (h + 2 * padding[0] - dilation[0] * (kernel_size[0] - 1) - 1) // stride[0] + 1
     ow = (w + 2 * padding[1] - dilation[1] * (kernel_size[1] - 1) - 1) // stride[1] + 1
     out_channels = weights.shape[0]
     kg = cols.shape[1] // groups
     cols = cols.view(n, groups, kg, oh * ow)
-    weight = weights.to(q.device).view(groups, out_channels // groups, kg)
+    weight = weights.to(q.device, dt).view(groups, out_channels // groups, kg)
     acc = torch.einsum("gok,ngkp->ngop", weight, cols).reshape(n, out_channels, oh * ow)
-    acc = acc + p.bias_int.to(q.device).view(1, -1, 1)
+    acc = acc + p.bias_int.to(q.device, dt).view(1, -1, 1)
     return _finish(acc, p, 1).view(n, out_channels, oh, ow)

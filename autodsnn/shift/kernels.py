@@ -15,7 +15,7 @@ shifts, exact int32 sums; equal bit for bit to :mod:`autodsnn.shift.integer` (wh
 **Paths.** The CPU kernels (``native/shift_cpu.cpp``, AVX-512 with a portable fallback) are built
 on first use and cached (see :mod:`autodsnn.shift.native`); CUDA kernels where CUDA exists
 (:mod:`autodsnn.shift.native_cuda`); otherwise PyTorch runs the same arithmetic (decoded float
-weights, or the int64 reference). Every deployed layer records the path it last ran in ``.path``.
+weights, or the exact integer reference). Every deployed layer records the path it last ran in ``.path``.
 """
 from __future__ import annotations
 
@@ -172,7 +172,8 @@ class _Deployed(nn.Module):
         if self._weights_int is None:
             assert self.plan is not None
             sign, shift = decode_canonical(unpack_codes(self.packed.cpu(), self.bits, self.cols), self.codes)
-            self._weights_int = integer.weight_int(sign, shift, self.plan.kbase)
+            weights = integer.weight_int(sign, shift, self.plan.kbase)
+            self._weights_int = weights.to(integer.exact_dtype(self.plan))  # kept in the dtype the reference uses
         return self._weights_int
 
     def _native(self, x: torch.Tensor) -> Any:
@@ -250,7 +251,7 @@ class DeployedShiftLinear(_Deployed):
                                       plan.in_scale, plan.lo, plan.hi, self._offset_padded, plan.out_scale,
                                       self._bias_float_padded, self.out_features)
             else:
-                self.path = "torch integer (int64 reference)"
+                self.path = "torch integer (exact reference)"
                 y = integer.reference_linear(flat, self.integer_weight(), plan).to(x.device)
         return y.reshape(*lead, self.out_features)
 
@@ -262,7 +263,7 @@ class DeployedShiftLinear(_Deployed):
         plan = self.plan
         assert plan is not None
         if not plan.fits_int32:
-            self.path = "torch integer (int64 reference)"
+            self.path = "torch integer (exact reference)"
             return integer.reference_linear(x.cpu(), self.integer_weight(), plan).to(x.device)
         self.path = "native-cuda integer"
         return native.linear_int(x, self.packed, self.bits, t["shifts"], plan.in_scale, plan.lo, plan.hi, t["offset"],
@@ -322,7 +323,7 @@ class DeployedShiftConv2d(_Deployed):
             self.path = "native-cpu integer"
             return native.conv2d_int(x.contiguous(), self.packed, self.bits, self.shifts, plan.in_scale, plan.lo,
                                      plan.hi, self.offset, plan.out_scale, self._bias_float(), *self._geometry())
-        self.path = "torch integer (int64 reference)"
+        self.path = "torch integer (exact reference)"
         return integer.reference_conv2d(x, self.integer_weight(), plan, self.kernel_size, self.stride, self.padding,
                                         self.dilation, self.groups).to(x.device)
 
@@ -345,7 +346,7 @@ class DeployedShiftConv2d(_Deployed):
         plan = self.plan
         assert plan is not None
         if not plan.fits_int32:
-            self.path = "torch integer (int64 reference)"
+            self.path = "torch integer (exact reference)"
             return integer.reference_conv2d(x.cpu(), self.integer_weight(), plan, self.kernel_size, self.stride, self.padding,
                                             self.dilation, self.groups).to(x.device)
         self.path = "native-cuda integer"

@@ -156,18 +156,24 @@ def test_integer_mode_needs_an_activation_format():
         DeployedShiftLinear(_linear("ps", 4, 8, 3, act=False), "integer")
 
 
-def test_wide_sums_fall_back_to_the_int64_reference():
+@pytest.mark.parametrize("span,act,dtype", [(30, (3, 8), torch.float64), (50, (0, 1), torch.int64)])
+def test_sums_wider_than_int32_run_the_exact_reference(span, act, dtype):
     torch.manual_seed(0)
-    cfg = ShiftConfig(mode="ps", weight_bits=8, shift_max="auto", **ACT)
+    cfg = ShiftConfig(mode="ps", weight_bits=8, shift_max="auto", act_int_bits=act[0], act_frac_bits=act[1])
     lin = nn.Linear(64, 5)
     with torch.no_grad():
-        lin.weight[0, :2] = torch.tensor([1.0, 2.0 ** -40])  # 8-bit codes spanning 41 exponents
+        lin.weight[0, :2] = torch.tensor([1.0, 2.0 ** -span])  # 8-bit codes spanning span + 1 exponents
     layer = freeze(ShiftLinear.from_float(lin, cfg).eval())
     deployed = DeployedShiftLinear(layer, "integer")
-    x = torch.randn(2, 64)
+    x = torch.randn(3, 64) * 2
     y = deployed(x)
-    assert not deployed.plan.fits_int32 and deployed.path == "torch integer (int64 reference)"
-    assert torch.equal(y, integer.reference_linear(x, deployed.integer_weight(), deployed.plan))
+    assert not deployed.plan.fits_int32 and deployed.path == "torch integer (exact reference)"
+    assert integer.exact_dtype(deployed.plan) == dtype  # float64 GEMM below 2^53, int64 above
+    # the definition, computed the slow way: int64 sums, one rounding to float32
+    sign, shift = layer.sign_and_shift()
+    q = integer.quantize_to_int(x, deployed.plan)
+    acc = q @ integer.weight_int(sign, shift, deployed.plan.kbase).T + deployed.plan.bias_int
+    assert torch.equal(y, acc.to(torch.float32) * deployed.plan.out_scale)
 
 
 def test_without_native_kernels_the_torch_paths_compute_the_same(monkeypatch):
