@@ -26,15 +26,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .quant import CodeSet, FixedPoint, ShiftConfigError, _representable
-
-INT32_LIMIT = 2 ** 31 - 1
-INT64_LIMIT = 2 ** 63 - 1
+from .quant import FixedPoint, ShiftConfigError, _representable
 
 
 @dataclass
 class IntegerPlan:
-    """Everything the integer kernels need for one layer (tables indexed by canonical code)."""
+    """The numbers that define one layer's integer arithmetic (see the module docstring)."""
 
     fmt: FixedPoint
     kbase: int
@@ -48,7 +45,7 @@ class IntegerPlan:
 
     @property
     def fits_int32(self) -> bool:
-        # (the kernels add one per negative weight on top of the sum: keep a margin for it)
+        # the bound is computed in float64: a factor of two below int32's limit leaves it no doubt
         return self.accumulator_bound < 2 ** 30 and self.fmt.total_bits <= 31
 
 
