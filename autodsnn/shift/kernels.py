@@ -33,6 +33,7 @@ from .native_cuda import native_cuda
 from .quant import CodeSet, FixedPoint, ShiftConfigError
 
 PANEL = 32  # outputs per CPU linear panel (native/shift_cpu.cpp)
+_NONE = torch.empty(0)  # "no tensor" for the kernels' optional arguments (never written to)
 DEPLOY_MODES = ("float", "integer", "auto")
 
 
@@ -203,7 +204,7 @@ class _Deployed(nn.Module):
 
     def _bias_float(self) -> torch.Tensor:
         assert self.plan is not None
-        return self.plan.bias_float if self.plan.bias_float is not None else torch.empty(0)
+        return self.plan.bias_float if self.plan.bias_float is not None else _NONE
 
 
 class DeployedShiftLinear(_Deployed):
@@ -215,7 +216,7 @@ class DeployedShiftLinear(_Deployed):
         self.register_buffer("panels", to_panels(unpack_codes(self.packed, self.bits, self.cols), self.bits),
                              persistent=False)
         width = self.panels.shape[0] * PANEL
-        self._bias_padded = torch.empty(0) if self.bias is None else _pad(self.bias, width)
+        self._bias_padded = _NONE if self.bias is None else _pad(self.bias, width)
         if self.plan is not None and self.offset is not None:
             self._offset_padded = _pad(self.offset, width)
             bf = self._bias_float()
@@ -305,12 +306,12 @@ class DeployedShiftConv2d(_Deployed):
         native = self._native(x)
         if native is not None and x.is_cuda:
             return self._forward_cuda(native, x)
-        bias = torch.empty(0) if self.bias is None else self.bias
+        bias = _NONE if self.bias is None else self.bias
         if self.mode == "float":
             x = self.input_quant(x)
             if native is not None:
                 self.path = "native-cpu float"
-                scale = torch.empty(0) if self.folded_scale is None else self.folded_scale
+                scale = _NONE if self.folded_scale is None else self.folded_scale
                 return native.conv2d_float_scaled(x.contiguous(), self.packed, self.bits, self.values, scale, bias,
                                                   *self._geometry())
             self.path = "torch float"
