@@ -131,36 +131,50 @@ class _Deployed(nn.Module):
             raise ShiftConfigError(f"deploy mode {mode!r}: use one of {', '.join(DEPLOY_MODES)}")
         codes: CodeSet = layer.codes
         sign, shift = layer.sign_and_shift()
-        self.codes, self.bits = codes, code_bits(codes.weight_bits)
-        self.out_units = sign.shape[0]
+        self.codes, self.bits, self.requested_mode = codes, code_bits(codes.weight_bits), mode
         canonical = canonical_codes(codes, sign.detach(), shift.detach())
-        self.cols = canonical.shape[1]
+        self.out_units, self.cols = canonical.shape
         self.register_buffer("packed", pack_codes(canonical, self.bits))
+        # the layer's range travels with its codes (state dicts of "auto" layers differ in it)
+        self.register_buffer("shift_max", torch.tensor(codes.shift_max, dtype=torch.int64))
         bias = None if layer.bias is None else layer.quantized_bias().detach().float().cpu().clone()
         self.register_buffer("bias", bias)
         self.input_quant = InputQuantizer(layer.input_quant.fmt)
-        fmt: FixedPoint | None = layer.input_quant.fmt
-        if mode == "integer" and fmt is None:
+        if mode == "integer" and layer.input_quant.fmt is None:
             raise ShiftConfigError("integer mode needs fixed-point inputs: configure act_int_bits/act_frac_bits "
                                    "(or deploy with mode='float')")
-        self.plan: integer.IntegerPlan | None = None
-        if mode in ("integer", "auto") and fmt is not None:
-            try:
-                self.plan = integer.plan(sign.detach(), shift.detach(), bias, fmt)
-            except ShiftConfigError:
-                if mode == "integer":
-                    raise
-        self.mode = "integer" if self.plan is not None else "float"
-        self.values = value_table(codes)
-        if self.plan is not None:
-            self.shifts = shift_table(codes, self.plan.kbase)
-            negatives = ((canonical >> (self.bits - 1)) & 1).sum(1).to(torch.int64)
-            self.offset = (self.plan.bias_int + negatives).to(torch.int32) if self.plan.fits_int32 else None
         self.path = "not run yet"
         self.native_module: Any = None  # None: the default build (tests plug in the portable one)
+        self._derive()
+
+    def _derive(self) -> None:
+        """Everything computed from the packed codes and the bias: the integer plan, tables and
+        caches. Runs again after load_state_dict, so loaded codes never meet stale tables."""
+        self.codes = CodeSet(self.codes.mode, self.codes.weight_bits, int(self.shift_max))
+        canonical = unpack_codes(self.packed.cpu(), self.bits, self.cols)
+        sign, shift = decode_canonical(canonical, self.codes)
+        fmt: FixedPoint | None = self.input_quant.fmt
+        self.plan: integer.IntegerPlan | None = None
+        if self.requested_mode in ("integer", "auto") and fmt is not None:
+            try:
+                self.plan = integer.plan(sign, shift, self.bias, fmt)
+            except ShiftConfigError:
+                if self.requested_mode == "integer":
+                    raise
+        self.mode = "integer" if self.plan is not None else "float"
+        self.values = value_table(self.codes)
+        self.offset: torch.Tensor | None = None
+        if self.plan is not None:
+            self.shifts = shift_table(self.codes, self.plan.kbase)
+            negatives = ((canonical >> (self.bits - 1)) & 1).sum(1).to(torch.int64)
+            self.offset = (self.plan.bias_int + negatives).to(torch.int32) if self.plan.fits_int32 else None
         self._cuda_cache: dict[str, dict[str, torch.Tensor]] = {}
         self._weights_float: torch.Tensor | None = None
         self._weights_int: torch.Tensor | None = None
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._derive()
 
     # PyTorch paths: decode once, keep the decoded copy (fallback only)
     def decoded_weight(self) -> torch.Tensor:
@@ -211,12 +225,18 @@ class DeployedShiftLinear(_Deployed):
     """A frozen ShiftLinear running on packed codes."""
 
     def __init__(self, layer: ShiftLinear, mode: str = "auto") -> None:
-        super().__init__(layer, mode)
         self.in_features, self.out_features = layer.in_features, layer.out_features
-        self.register_buffer("panels", to_panels(unpack_codes(self.packed, self.bits, self.cols), self.bits),
-                             persistent=False)
-        width = self.panels.shape[0] * PANEL
-        self._bias_padded = _NONE if self.bias is None else _pad(self.bias, width)
+        super().__init__(layer, mode)
+
+    def _derive(self) -> None:
+        super()._derive()
+        panels = to_panels(unpack_codes(self.packed.cpu(), self.bits, self.cols), self.bits)
+        if "panels" in self._buffers:
+            self.panels = panels.to(self.packed.device)
+        else:
+            self.register_buffer("panels", panels, persistent=False)
+        width = panels.shape[0] * PANEL
+        self._bias_padded = _NONE if self.bias is None else _pad(self.bias.cpu(), width)
         if self.plan is not None and self.offset is not None:
             self._offset_padded = _pad(self.offset, width)
             bf = self._bias_float()
@@ -285,7 +305,8 @@ class DeployedShiftConv2d(_Deployed):
         self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.kernel_size, self.stride = tuple(layer.kernel_size), tuple(layer.stride)
         self.padding, self.dilation, self.groups = tuple(layer.padding), tuple(layer.dilation), layer.groups
-        self.folded_scale: torch.Tensor | None = None  # a following BatchNorm, folded: y = conv * scale + bias
+        # a following BatchNorm, folded: y = conv * scale + bias (a buffer: state dicts carry it)
+        self.register_buffer("folded_scale", None)
 
     def fold_batchnorm(self, bn: nn.BatchNorm2d) -> None:
         """Apply ``bn`` (eval statistics) in this layer's epilogue: ``bn(conv(x) + b)`` becomes

@@ -285,3 +285,25 @@ def test_deployed_layers_refuse_to_take_part_in_training():
         deployed(x)
     with torch.no_grad():
         assert deployed(x).shape == (2, 3)
+
+
+@pytest.mark.parametrize("mode", ["float", "integer"])
+def test_a_deployed_state_dict_loads_into_another_deployed_model(mode):
+    def deployed(seed):
+        torch.manual_seed(seed)
+        model = create_model("resnet20", num_classes=10)
+        convert(model, ShiftConfig(mode="ps", weight_bits=4, shift_max="auto", act_int_bits=4, act_frac_bits=8))
+        model.eval()
+        with torch.no_grad():
+            for m in model.modules():  # distinct BatchNorm statistics, so folded epilogues differ
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_var.uniform_(0.5, 2.0)
+        deploy(model, mode)
+        return model
+
+    a, b = deployed(0), deployed(1)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.equal(a(x), b(x))
+        b.load_state_dict(a.state_dict())  # packed codes, biases, folded scales: tables follow
+        assert torch.equal(b(x), a(x))
