@@ -188,7 +188,7 @@ def shift_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def freeze(model: nn.Module) -> nn.Module:
-    """Snap every shift layer to its discrete eval-mode weights (int8 sign/shift buffers); the
+    """Snap every shift layer to its discrete eval-mode weights (int8 sign, int16 shift buffers); the
     latent parameters are dropped. A frozen model's outputs equal the unfrozen eval outputs."""
     for _, layer in shift_layers(model):
         wq = layer.weight_quant

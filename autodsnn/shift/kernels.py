@@ -67,7 +67,7 @@ def unpack_codes(packed: torch.Tensor, bits: int, cols: int) -> torch.Tensor:
 
 
 def decode_canonical(canonical: torch.Tensor, codes: CodeSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """Canonical codes -> (sign int8, shift int8), the inverse of :func:`canonical_codes`."""
+    """Canonical codes -> (sign int8, shift int16), the inverse of :func:`canonical_codes`."""
     c = canonical.to(torch.int32)
     bits = code_bits(codes.weight_bits)
     j = c & ((1 << (bits - 1)) - 1)
@@ -162,6 +162,9 @@ class _Deployed(nn.Module):
                 if self.requested_mode == "integer":
                     raise
         self.mode = "integer" if self.plan is not None else "float"
+        # the linear kernels build +-2^k in the exponent bits: normal float32 exponents only
+        used = shift[sign != 0].to(torch.int64)
+        self.normal_exponents = used.numel() == 0 or (-126 <= int(used.min()) and int(used.max()) <= 127)
         self.values = value_table(self.codes)
         self.offset: torch.Tensor | None = None
         if self.plan is not None:
@@ -254,7 +257,7 @@ class DeployedShiftLinear(_Deployed):
             return self._forward_cuda(native, flat).reshape(*lead, self.out_features)
         if self.mode == "float":
             flat = self.input_quant(flat)
-            if native is not None:
+            if native is not None and self.normal_exponents:
                 self.path = "native-cpu float"
                 y = native.linear_float(flat.contiguous(), self.panels, self.bits, self.values,
                                         127 + self.codes.shift_max + int(self.codes.has_zero), self.codes.has_zero,

@@ -80,7 +80,7 @@ class WeightQuantizer(nn.Module):
         raise NotImplementedError
 
     def sign_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Deterministic (eval) weights as int8 sign in {-1,0,1} and int8 exponent."""
+        """Deterministic (eval) weights: int8 sign in {-1,0,1}, int16 exponent (8-bit sets go below -128)."""
         raise NotImplementedError
 
     def project_(self) -> None:
@@ -116,7 +116,7 @@ class QWeight(WeightQuantizer):
 
     def sign_and_shift(self):  # noqa: ANN201
         sign, exp = quantize_pow2(self.weight.detach(), self.codes)
-        return sign.to(torch.int8), exp.to(torch.int8)
+        return sign.to(torch.int8), exp.to(torch.int16)
 
 
 @register_weight_mode("ps")
@@ -151,7 +151,7 @@ class PSWeight(WeightQuantizer):
         p = torch.floor(self.shift.detach() + 0.5).clamp(self.codes.shift_min, self.codes.shift_max)
         s = torch.floor(self.sign.detach().clamp(-1, 1) + 0.5)
         p = torch.where(s == 0, torch.full_like(p, self.codes.shift_min), p)
-        return s.to(torch.int8), p.to(torch.int8)
+        return s.to(torch.int8), p.to(torch.int16)
 
 
 @register_weight_mode("dense")
@@ -185,7 +185,7 @@ class DenseWeight(WeightQuantizer):
     def sign_and_shift(self):  # noqa: ANN201
         _, exp = quantize_pow2(self.magnitude.detach().abs(), self.codes)
         sign = torch.where(torch.signbit(self.sign.detach()), -1, 1)
-        return sign.to(torch.int8), exp.to(torch.int8)
+        return sign.to(torch.int8), exp.to(torch.int16)
 
 
 class FrozenWeight(WeightQuantizer):
@@ -196,7 +196,7 @@ class FrozenWeight(WeightQuantizer):
     def __init__(self, sign: torch.Tensor, shift: torch.Tensor, codes: CodeSet, dtype: torch.dtype) -> None:
         super().__init__(codes, stochastic=False)
         self.register_buffer("sign", sign.to(torch.int8))
-        self.register_buffer("shift", shift.to(torch.int8))
+        self.register_buffer("shift", shift.to(torch.int16))
         # Empty float buffer whose dtype follows model.to(...): the dtype of the decoded weight.
         self.register_buffer("dtype_ref", torch.zeros(0, dtype=dtype, device=sign.device), persistent=False)
         self._cache: tuple[tuple, torch.Tensor] | None = None

@@ -114,7 +114,7 @@ class CodeSet:
             shift = torch.where(j == 0, torch.full_like(j, self.shift_min), self.shift_max - (j - 1))
         else:
             shift = self.shift_max - j
-        return sign.to(torch.int8), shift.to(torch.int8)
+        return sign.to(torch.int8), shift.to(torch.int16)
 
 
 # float32 bit layout: 1 sign bit, 8 exponent bits (bias 127), 23 mantissa bits. Building powers

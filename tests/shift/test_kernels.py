@@ -33,7 +33,7 @@ def test_canonical_codes_pack_and_decode_round_trip(bits, mode):
     levels = codes.levels()
     w = levels[torch.randint(0, len(levels), (6, 7))]
     sign = w.sign().to(torch.int8)
-    shift = torch.where(w == 0, float(codes.shift_min), torch.where(w == 0, 1.0, w.abs()).log2()).to(torch.int8)
+    shift = torch.where(w == 0, float(codes.shift_min), torch.where(w == 0, 1.0, w.abs()).log2()).to(torch.int16)
     canon = canonical_codes(codes, sign, shift)
     cb = code_bits(bits)
     assert int(canon.max()) < 2 ** cb and ((canon >> (cb - 1)) & 1)[w == 0].sum() == 0  # zero has no sign
@@ -307,3 +307,20 @@ def test_a_deployed_state_dict_loads_into_another_deployed_model(mode):
         assert not torch.equal(a(x), b(x))
         b.load_state_dict(a.state_dict())  # packed codes, biases, folded scales: tables follow
         assert torch.equal(b(x), a(x))
+
+
+def test_linear_weights_below_float32s_normal_range_take_the_torch_path():
+    torch.manual_seed(0)
+    cfg = ShiftConfig(mode="ps", weight_bits=8, shift_max=-3)  # levels down to 2^-129
+    layer = ShiftLinear.from_float(nn.Linear(16, 4), cfg)
+    with torch.no_grad():
+        layer.weight_quant.shift[0, 0] = -129.0  # trained that far down: a subnormal float32 weight
+        layer.weight_quant.sign[0, 0] = 1.0
+    layer = freeze(layer.eval())
+    assert layer.sign_and_shift()[1].min() == -129
+    deployed = DeployedShiftLinear(layer, "float")
+    x = torch.randn(3, 16)
+    y = deployed(x)
+    assert deployed.path == "torch float"
+    ref = F.linear(x.double(), layer.quantized_weight().double(), layer.bias.double())
+    assert (y.double() - ref).abs().max() <= _tol(x, layer.quantized_weight())

@@ -42,7 +42,7 @@ def test_every_forward_weight_is_in_the_code_set(mode, bits, rounding):
             if mode == "dense":
                 assert (w != 0).all()
             sign, shift = layer.sign_and_shift()
-            assert sign.dtype == torch.int8 and shift.dtype == torch.int8
+            assert sign.dtype == torch.int8 and shift.dtype == torch.int16
             assert int(shift.min()) >= layer.codes.shift_min and int(shift.max()) <= layer.codes.shift_max
 
 
