@@ -4,6 +4,7 @@ card (JSON + Markdown) that says how it was chosen and how to reproduce it.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -19,7 +20,7 @@ from .energy import EnergyMeter
 from .loop import evaluate, train_epoch
 from .optim import build_optimizer
 from .pareto import ParetoError, front_info
-from .shift import export, freeze
+from .shift import deploy, export, freeze, inference_path
 from .store import Run
 from .train import HParams, Task, build_model, resolve_device, _lr_factor
 
@@ -94,6 +95,7 @@ def retrain(config: Mapping[str, Any], task: Task, epochs: float, out_dir: str |
                       f"{100 * stats.accuracy:.2f}%  {stats.seconds:.1f}s", flush=True)
     freeze(model)
     test_stats = evaluate(model, test, device=device)
+    deployed = _deployed_inference(model, test, device, test_stats.seconds) if converted else None
     torch.save({"model": model.state_dict(), "hparams": hparams.to_dict(), "task": task.to_dict()}, out / "model.pt")
     if converted:
         export(model, out / "shift_codes.pt")
@@ -103,7 +105,7 @@ def retrain(config: Mapping[str, Any], task: Task, epochs: float, out_dir: str |
         "test_loss": test_stats.loss, "test_samples": test_stats.samples, "train_samples": len(splits.train),
         "converted_layers": converted, "training_energy_kwh": meter.reading.energy_kwh,
         "training_emissions_kg": meter.reading.emissions_kg, "energy_measured": meter.reading.measured,
-        "wall_time_s": time.time() - start, "history": history,
+        "wall_time_s": time.time() - start, "history": history, "deployed_inference": deployed,
         "files": {"model": "model.pt", "shift_codes": "shift_codes.pt" if converted else None},
         "reproduce": command or "",
     }
@@ -111,6 +113,24 @@ def retrain(config: Mapping[str, Any], task: Task, epochs: float, out_dir: str |
     (out / "model_card.md").write_text(_card_markdown(card))
     (out / "config.yaml").write_text(yaml.safe_dump(hparams.to_dict(), sort_keys=True))
     return card
+
+
+def _deployed_row(d: dict[str, Any] | None) -> str:
+    if not d:
+        return ""
+    return (f"\n| deployed ({d['path']}) | test accuracy {100 * d['test_accuracy']:.2f}%, "
+            f"{d['images_per_second']:.0f} images/s (emulated: {d['emulated_images_per_second']:.0f}) |")
+
+
+def _deployed_inference(model: torch.nn.Module, test: Any, device: torch.device, emulated_s: float) -> dict[str, Any]:
+    """The same frozen model through the packed native kernels (float mode): the arithmetic it
+    ships with, its test accuracy (equal to the emulated one up to float rounding) and speed."""
+    runner = copy.deepcopy(model).eval()
+    deploy(runner, "float")
+    stats = evaluate(runner, test, device=device)
+    return {"path": inference_path(runner), "test_accuracy": stats.accuracy,
+            "images_per_second": stats.samples / max(stats.seconds, 1e-9),
+            "emulated_images_per_second": stats.samples / max(emulated_s, 1e-9)}
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
@@ -126,7 +146,7 @@ Chosen by: {card['chosen_by']}.
 | training epochs | {card['epochs']:g} on {card['train_samples']} images (train + validation) |
 | training energy | {card['training_energy_kwh']:.6f} kWh ({measured}) |
 | training emissions | {card['training_emissions_kg']:.6f} kg CO2eq |
-| shift layers | {card['converted_layers']} |
+| shift layers | {card['converted_layers']} |{_deployed_row(card.get('deployed_inference'))}
 | wall time | {card['wall_time_s']:.0f} s |
 
 ## Configuration

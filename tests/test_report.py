@@ -117,6 +117,11 @@ def test_retrain_on_a_real_small_run(tmp_path):
     test = load_dataset("mnist", val_fraction=0.0).test
     acc = evaluate(model, TensorLoader.from_dataset(test, 1000)).accuracy
     assert acc == pytest.approx(card["test_accuracy"], abs=1e-9)
+    if card["converted_layers"]:  # the shipped arithmetic: the packed kernels classify like the emulation
+        deployed = card["deployed_inference"]
+        assert deployed["path"] == "native-cpu float" and deployed["images_per_second"] > 0
+        assert abs(deployed["test_accuracy"] - card["test_accuracy"]) <= 2 / 10000
+        assert "| deployed (native-cpu float) |" in (out / "model_card.md").read_text()
     assert main(["retrain", str(tmp_path / "run"), "--pick", "12345"]) == 2
 
 
@@ -152,6 +157,8 @@ def test_retrain_from_config_without_a_run(tmp_path, capsys):
     card = json.loads((out / "model_card.json").read_text())
     assert card["configuration"]["weight_bits"] == 4 and card["converted_layers"] == 3
     assert card["test_accuracy"] > 0.5 and "configuration file" in card["chosen_by"]
+    deployed = card["deployed_inference"]  # the retrained DSNN run through the packed kernels
+    assert deployed["path"] == "native-cpu float" and abs(deployed["test_accuracy"] - card["test_accuracy"]) <= 2e-4
     assert main(["retrain", "--from-config", str(cfg)]) == 2  # needs data set, model and epochs
     bad = tmp_path / "bad.yaml"
     bad.write_text("shift_type: q\nwieght_bits: 4\n")
