@@ -75,31 +75,33 @@ def decode_canonical(canonical: torch.Tensor, codes: CodeSet) -> tuple[torch.Ten
     return codes.decode((neg << (codes.weight_bits - 1) | j).to(torch.uint8))
 
 
+def _code_meanings(codes: CodeSet) -> list[tuple[int, bool, int | None]]:
+    """(canonical code, negative, exponent) for every canonical code; exponent None for zero
+    codes and for codes this code set cannot hold."""
+    bits = code_bits(codes.weight_bits)
+    max_j = 1 << (codes.weight_bits - 1)
+    meanings = []
+    for code in range(1 << bits):
+        j, neg = code & ((1 << (bits - 1)) - 1), bool(code >> (bits - 1))
+        held = j < max_j and not (codes.has_zero and j == 0)
+        meanings.append((code, neg, codes.shift_max - j + int(codes.has_zero) if held else None))
+    return meanings
+
+
 def value_table(codes: CodeSet) -> torch.Tensor:
     """float32 value of every canonical code (codes a layer cannot hold decode to 0)."""
-    bits = code_bits(codes.weight_bits)
-    table = torch.zeros(1 << bits, dtype=torch.float32)
-    max_j = 1 << (codes.weight_bits - 1)
-    for code in range(1 << bits):
-        j, neg = code & ((1 << (bits - 1)) - 1), code >> (bits - 1)
-        if j >= max_j or (codes.has_zero and j == 0):
-            continue
-        e = codes.shift_max - j + (1 if codes.has_zero else 0)
-        table[code] = (-1.0 if neg else 1.0) * 2.0 ** e
+    table = torch.zeros(1 << code_bits(codes.weight_bits), dtype=torch.float32)
+    for code, neg, e in _code_meanings(codes):
+        if e is not None:
+            table[code] = (-1.0 if neg else 1.0) * 2.0 ** e
     return table
 
 
 def shift_table(codes: CodeSet, kbase: int) -> torch.Tensor:
     """int32 shift count (e - kbase) of every canonical code; 32 for zero and unused codes."""
-    bits = code_bits(codes.weight_bits)
-    table = torch.full((1 << bits,), 32, dtype=torch.int32)
-    max_j = 1 << (codes.weight_bits - 1)
-    for code in range(1 << bits):
-        j = code & ((1 << (bits - 1)) - 1)
-        if j >= max_j or (codes.has_zero and j == 0):
-            continue
-        e = codes.shift_max - j + (1 if codes.has_zero else 0)
-        if 0 <= e - kbase <= 30:
+    table = torch.full((1 << code_bits(codes.weight_bits),), 32, dtype=torch.int32)
+    for code, _, e in _code_meanings(codes):
+        if e is not None and 0 <= e - kbase <= 30:
             table[code] = e - kbase
     return table
 
@@ -179,17 +181,20 @@ class _Deployed(nn.Module):
         super()._load_from_state_dict(*args, **kwargs)
         self._derive()
 
+    def _sign_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return decode_canonical(unpack_codes(self.packed.cpu(), self.bits, self.cols), self.codes)
+
     # PyTorch paths: decode once, keep the decoded copy (fallback only)
     def decoded_weight(self) -> torch.Tensor:
         if self._weights_float is None:
-            sign, shift = decode_canonical(unpack_codes(self.packed.cpu(), self.bits, self.cols), self.codes)
+            sign, shift = self._sign_and_shift()
             self._weights_float = sign.float() * torch.exp2(shift.float())
         return self._weights_float
 
     def integer_weight(self) -> torch.Tensor:
         if self._weights_int is None:
             assert self.plan is not None
-            sign, shift = decode_canonical(unpack_codes(self.packed.cpu(), self.bits, self.cols), self.codes)
+            sign, shift = self._sign_and_shift()
             weights = integer.weight_int(sign, shift, self.plan.kbase)
             self._weights_int = weights.to(integer.exact_dtype(self.plan))  # kept in the dtype the reference uses
         return self._weights_int
