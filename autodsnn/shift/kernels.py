@@ -424,8 +424,8 @@ def deploy(model: nn.Module, mode: str = "float", fold_batchnorm: bool = True) -
         done[name] = f"{'linear' if isinstance(new, DeployedShiftLinear) else 'conv2d'} {new.mode}"
     model.requires_grad_(False)  # a deployed model is for inference: no autograd graph to build
     if fold_batchnorm and not model.training:
+        modules = dict(model.named_modules())  # each pair is distinct: replacing one leaves the others valid
         for conv_name, bn_name in _conv_batchnorm_pairs(model):
-            modules = dict(model.named_modules())
             modules[conv_name].fold_batchnorm(modules[bn_name])
             _replace_everywhere(model, modules[bn_name], nn.Identity())
             done[conv_name] += f" + {bn_name}"

@@ -19,6 +19,7 @@ NATIVE_DIR = Path(__file__).resolve().parents[2] / "native"
 _LOCK = threading.Lock()
 _NATIVE: Any = None
 _NATIVE_ERROR: str | None = None
+_PORTABLE: Any = None
 
 
 def cache_dir(suffix: str = "") -> Path:
@@ -65,6 +66,10 @@ def native_cpu() -> Any | None:
 
 
 def native_cpu_portable() -> Any:
-    """The same kernels compiled without AVX-512 (the scalar fallback), for tests and comparison."""
+    """The same kernels compiled without AVX-512 (the vector-extension build), for tests and
+    comparison; built once per process, like :func:`native_cpu`."""
+    global _PORTABLE
     with _LOCK:
-        return _build(portable=True)
+        if _PORTABLE is None:
+            _PORTABLE = _build(portable=True)
+        return _PORTABLE
