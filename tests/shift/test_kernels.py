@@ -188,12 +188,17 @@ def test_without_native_kernels_the_torch_paths_compute_the_same(monkeypatch):
         assert torch.equal(y, native[m]) if m == "integer" else torch.allclose(y, native[m], atol=1e-5)
 
 
+def _shift_resnet20(seed=0, mode="ps", bits=4):
+    """A converted CIFAR ResNet-20 in eval mode, with 4.8 fixed-point inputs (integer mode works)."""
+    torch.manual_seed(seed)
+    model = create_model("resnet20", num_classes=10)
+    convert(model, ShiftConfig(mode=mode, weight_bits=bits, shift_max="auto", act_int_bits=4, act_frac_bits=8))
+    return model.eval()
+
+
 @pytest.mark.parametrize("mode", ["float", "integer"])
 def test_deployed_resnet20_predicts_like_the_emulated_one(mode):
-    torch.manual_seed(0)
-    model = create_model("resnet20", num_classes=10)
-    convert(model, ShiftConfig(mode="ps", weight_bits=4, shift_max="auto", act_int_bits=4, act_frac_bits=8))
-    model.eval()
+    model = _shift_resnet20()
     x = torch.randn(16, 3, 32, 32)
     with torch.no_grad():
         emulated = model(x)
@@ -261,10 +266,7 @@ def test_deploy_auto_uses_integer_where_inputs_are_fixed_point():
 def test_a_checkpoints_packed_codes_deploy_into_a_fresh_model(tmp_path):
     from autodsnn.shift import deploy_exported, export
 
-    torch.manual_seed(1)
-    model = create_model("resnet20", num_classes=10)
-    convert(model, ShiftConfig(mode="dense", weight_bits=3, shift_max="auto", act_int_bits=4, act_frac_bits=8))
-    model.eval()
+    model = _shift_resnet20(seed=1, mode="dense", bits=3)
     path = export(freeze(model), tmp_path / "shift_codes.pt")
     fresh = create_model("resnet20", num_classes=10)
     fresh.load_state_dict({k: v for k, v in model.state_dict().items() if "weight_quant" not in k}, strict=False)
@@ -290,10 +292,7 @@ def test_deployed_layers_refuse_to_take_part_in_training():
 @pytest.mark.parametrize("mode", ["float", "integer"])
 def test_a_deployed_state_dict_loads_into_another_deployed_model(mode):
     def deployed(seed):
-        torch.manual_seed(seed)
-        model = create_model("resnet20", num_classes=10)
-        convert(model, ShiftConfig(mode="ps", weight_bits=4, shift_max="auto", act_int_bits=4, act_frac_bits=8))
-        model.eval()
+        model = _shift_resnet20(seed)
         with torch.no_grad():
             for m in model.modules():  # distinct BatchNorm statistics, so folded epilogues differ
                 if isinstance(m, nn.BatchNorm2d):
