@@ -86,7 +86,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import HParams, Task, result_summary, train_trial
+    from .trial.run import HParams, Task, result_summary, train_trial
 
     act = args.activation_bits
     try:
@@ -127,7 +127,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _check_names(dataset: str, model: str) -> None:
-    from . import data, models
+    from .zoo import data, models
 
     try:
         data.normalize_name(dataset)
@@ -148,7 +148,7 @@ def _add_cost_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
-    from . import models
+    from .zoo import models
     from .shift import ShiftConfig, ShiftConfigError, convert, cost
 
     try:
@@ -174,21 +174,20 @@ def _cmd_cost(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from . import kernel_bench
+    """Runs a checkout's benchmark script: the benchmarks need the model zoo and are not library code."""
+    import runpy
 
-    result = kernel_bench.run(quick=args.quick)
-    print(f"DRAM read {result['dram_read_gbs']:.1f} GB/s, {result['threads']} threads, AVX-512 kernels: "
-          f"{result['avx512']}")
-    print(kernel_bench.format_rows(result["rows"]))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
+    from .resources import project_folder
+
+    script = project_folder("benchmarks") / f"{args.what}.py"
+    sys.path.insert(0, str(script.parent))  # the scripts import their shared helpers as `common`
+    sys.argv = [str(script)] + (["--quick"] if args.quick else []) + (["--json", args.json] if args.json else [])
+    runpy.run_path(str(script), run_name="__main__")
     return 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from . import models
+    from .zoo import models
 
     for name in models.list_models(args.pattern, include_torchvision=not args.no_torchvision):
         print(name)
@@ -196,7 +195,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from . import data
+    from .zoo import data
 
     for name in data.list_datasets():
         info = data.dataset_info(name)
@@ -234,9 +233,9 @@ def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from .experiment import Experiment, ExperimentError
-    from .optimize import OptimizeError, optimize
-    from .space import SpaceError
+    from .search.experiment import Experiment, ExperimentError
+    from .search.optimize import OptimizeError, optimize
+    from .search.space import SpaceError
     from .store import Run, StoreError
 
     overrides = {"dataset": args.dataset, "data_dir": args.data_dir, "model": args.model, "space": args.space,
@@ -261,8 +260,8 @@ def _cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .experiment import Experiment
-    from .optimize import summarize
+    from .search.experiment import Experiment
+    from .search.optimize import summarize
     from .store import Run, StoreError
 
     try:
@@ -314,8 +313,8 @@ def _objectives(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
-    from .pareto import ParetoError, front_info
-    from .plots import plot_front, point_label
+    from .analysis.pareto import ParetoError, front_info
+    from .analysis.plots import plot_front, point_label
     from .store import Run, StoreError
 
     if len(args.run) > 1:
@@ -375,8 +374,8 @@ def _export_plot(plot: Any, info: Any, path: str) -> None:
 def _pareto_runs(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from .pareto import ParetoError, multi_run_info
-    from .plots import plot_runs
+    from .analysis.pareto import ParetoError, multi_run_info
+    from .analysis.plots import plot_runs
     from .store import Run, StoreError
 
     try:
@@ -405,8 +404,8 @@ def _pareto_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .pareto import ParetoError
-    from .report import write_report
+    from .analysis.pareto import ParetoError
+    from .analysis.report import write_report
     from .store import StoreError
 
     try:
@@ -418,10 +417,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
-    from .pareto import ParetoError
-    from .retrain import RetrainError, load_config_file, pick_trial, retrain
+    from .analysis.pareto import ParetoError
+    from .analysis.retrain import RetrainError, load_config_file, pick_trial, retrain
     from .store import Run, StoreError
-    from .train import Task
+    from .trial.run import Task
 
     try:
         if args.from_config:

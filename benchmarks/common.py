@@ -9,8 +9,6 @@ from typing import Any, Sequence
 
 import torch
 
-from autodsnn.tables import markdown_table
-
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -27,6 +25,10 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A Markdown table (pastes into the README as is)."""
-    return markdown_table(headers, rows)
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text Markdown table (pastes into the README as is)."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
+

@@ -13,13 +13,13 @@ import statistics
 
 import torch
 
-from autodsnn.data import TensorLoader, load_dataset
-from autodsnn.loop import train_epoch
-from autodsnn.models import create_model
-from autodsnn.optim import build_optimizer
+from autodsnn.zoo.data import TensorLoader, load_dataset
+from autodsnn.trial.loop import train_epoch
+from autodsnn.zoo.models import create_model
+from autodsnn.trial.optim import build_optimizer
 from autodsnn.shift import ShiftConfig, convert
 
-from common import table, write_json
+from common import markdown_table, write_json
 
 MODES = {"float": None, "q": ShiftConfig(mode="q"), "ps": ShiftConfig(mode="ps"),
          "dense": ShiftConfig(mode="dense", weight_bits=3)}
@@ -66,7 +66,7 @@ def main() -> None:
             rows.append([label, mode, batch, len(x), f"{med:.0f}", f"{base / med:.3f}"])
     print(f"one training epoch, device {args.device}, threads {torch.get_num_threads()}, median of {args.rounds} "
           "interleaved rounds")
-    print(table(["workload", "mode", "batch", "images", "images/s", "time x float"], rows))
+    print(markdown_table(["workload", "mode", "batch", "images", "images/s", "time x float"], rows))
     print(f"wrote {write_json('epoch_throughput_' + args.device.split(':')[0], {'args': vars(args), 'results': out})}")
 
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from autodsnn.data import TensorLoader, load_dataset
-from autodsnn.loop import evaluate, train_epoch
-from autodsnn.models import create_model
-from autodsnn.optim import build_optimizer
+from autodsnn.zoo.data import TensorLoader, load_dataset
+from autodsnn.trial.loop import evaluate, train_epoch
+from autodsnn.zoo.models import create_model
+from autodsnn.trial.optim import build_optimizer
 from autodsnn.shift import ShiftConfig, convert
 
-from common import table, write_json
+from common import markdown_table, write_json
 
 # (published, measured by running DeepShift's own code here) test accuracy in %
 DEEPSHIFT = {
@@ -77,7 +77,7 @@ def main() -> None:
             spread = f"{min(accs):.2f}-{max(accs):.2f}" if len(accs) > 1 else "-"
             rows.append([m, t, f"{mean:.2f}", spread, len(accs), f"{pub:.2f}", f"{measured:.2f}", f"{mean - measured:+.2f}"])
     print(f"\nMNIST test accuracy (%), final epoch, {args.epochs} epochs, batch {args.batch}")
-    print(table(["model", "type", "autodsnn mean", "min-max", "seeds", "DeepShift published", "DeepShift measured",
+    print(markdown_table(["model", "type", "autodsnn mean", "min-max", "seeds", "DeepShift published", "DeepShift measured",
                  "mean vs measured"], rows))
     print(f"wrote {write_json(args.name, {'args': vars(args), 'results': results})}")
 

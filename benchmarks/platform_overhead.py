@@ -15,12 +15,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from autodsnn.experiment import Experiment
-from autodsnn.optimize import optimize
+from autodsnn.search.experiment import Experiment
+from autodsnn.search.optimize import optimize
 from autodsnn.store import Run
-from autodsnn.worker import sleep_trial_task
+from autodsnn.search.worker import sleep_trial_task
 
-from common import table, write_json
+from common import markdown_table, write_json
 
 
 def measure(workers: int, sleep: float, seconds: float) -> tuple[int, float]:
@@ -53,7 +53,7 @@ def main() -> None:
                   "scaling_efficiency": eff}
         rows.append([n, count, f"{rate * 3600:.0f}", f"{overhead:.3f}", f"{100 * eff:.0f}%"])
     print(f"sleep {args.sleep}s per trial, {args.seconds:.0f}s budget per setting, {time.strftime('%Y-%m-%d')}")
-    print(table(["workers", "trials", "trials/hour", "overhead s/trial", "scaling efficiency"], rows))
+    print(markdown_table(["workers", "trials", "trials/hour", "overhead s/trial", "scaling efficiency"], rows))
     print(f"wrote {write_json('platform_overhead', {'args': vars(args), 'results': out})}")
 
 

@@ -14,11 +14,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from autodsnn.models import create_model
-from autodsnn.optim import build_optimizer
+from autodsnn.zoo.models import create_model
+from autodsnn.trial.optim import build_optimizer
 from autodsnn.shift import ShiftConfig, convert
 
-from common import table, write_json
+from common import markdown_table, write_json
 
 CONFIGS = {
     "float": None,
@@ -71,7 +71,7 @@ def main() -> None:
         rows.append([name, f"{med * 1e3:.1f}", f"{med / base:.3f}"])
     print(f"{args.model} training step, batch {args.batch}, CPU threads {torch.get_num_threads()}, "
           f"median of {args.rounds * args.steps} interleaved steps")
-    print(table(["configuration", "step ms", "x float"], rows))
+    print(markdown_table(["configuration", "step ms", "x float"], rows))
     path = write_json("shift_overhead", {"model": args.model, "batch": args.batch, "results": out})
     print(f"wrote {path}")
 

@@ -51,4 +51,5 @@ fi
 # Where a GPU and the CUDA toolkit exist, the CUDA kernels too (about 2 minutes the first time).
 "$VENV/bin/python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null   && { "$VENV/bin/python" -c "from autodsnn.shift.native_cuda import native_cuda; import sys; sys.exit(native_cuda() is None)"        && echo "[setup] native CUDA shift kernels: ready"        || echo "[setup] native CUDA shift kernels unavailable: GPU layers use the PyTorch fallback"; } || true
 
-"$VENV/bin/python" -m autodsnn.setup_check
+"$VENV/bin/python" -c "import sys, torch; print(f'[setup] ok: python {sys.version.split()[0]}, torch {torch.__version__}')"
+"$VENV/bin/autodsnn" datasets | sed 's/^/[setup] /'

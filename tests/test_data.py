@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from autodsnn import data as D
+from autodsnn.zoo import data as D
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from autodsnn import models
-from autodsnn.models import (ModelInfo, create_model, list_models, load_weights, model_info,
+from autodsnn.zoo import models
+from autodsnn.zoo.models import (ModelInfo, create_model, list_models, load_weights, model_info,
                              num_convertible_layers, register_model)
 from autodsnn.shift import convertible_layers
 

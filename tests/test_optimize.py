@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from autodsnn.experiment import Experiment, ExperimentError, parse_duration
-from autodsnn.optimize import objective_values, optimize
-from autodsnn.space import SpaceError, load_space
+from autodsnn.search.experiment import Experiment, ExperimentError, parse_duration
+from autodsnn.search.optimize import objective_values, optimize
+from autodsnn.search.space import SpaceError, load_space
 from autodsnn.store import Run
 
 # mnist-fc on 2% of MNIST: a trial takes a few seconds, so a minute visits several budgets.

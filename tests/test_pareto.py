@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from autodsnn.pareto import (ParetoError, compare, hypervolume, knee, non_dominated, reference_point)
+from autodsnn.analysis.pareto import (ParetoError, compare, hypervolume, knee, non_dominated, reference_point)
 
 
 def brute_force_hv(points, ref):

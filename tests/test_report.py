@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from autodsnn.cli import main
-from autodsnn.data import TensorLoader, load_dataset
-from autodsnn.experiment import Experiment
-from autodsnn.loop import evaluate
-from autodsnn.models import create_model
-from autodsnn.optimize import optimize
-from autodsnn.pareto import ParetoError, front_info, hypervolume_over_time
-from autodsnn.plots import plot_front
-from autodsnn.report import write_report
+from autodsnn.zoo.data import TensorLoader, load_dataset
+from autodsnn.search.experiment import Experiment
+from autodsnn.trial.loop import evaluate
+from autodsnn.zoo.models import create_model
+from autodsnn.search.optimize import optimize
+from autodsnn.analysis.pareto import ParetoError, front_info, hypervolume_over_time
+from autodsnn.analysis.plots import plot_front
+from autodsnn.analysis.report import write_report
 from autodsnn.shift import load_codes
 from autodsnn.store import Run
 
@@ -126,7 +126,7 @@ def test_retrain_on_a_real_small_run(tmp_path):
 
 
 def test_several_runs_median_front_and_shared_reference(tmp_path, capsys):
-    from autodsnn.pareto import multi_run_info
+    from autodsnn.analysis.pareto import multi_run_info
     paths = [make_run(tmp_path / f"run{s}", seed=s) for s in range(3)]
     runs = [Run.open(p) for p in paths]
     try:

@@ -3,9 +3,9 @@ import time
 import pytest
 import torch
 
-from autodsnn.optim import OPTIMIZERS, Lookahead, build_optimizer, param_groups
+from autodsnn.trial.optim import OPTIMIZERS, Lookahead, build_optimizer, param_groups
 from autodsnn.shift import ShiftConfig, convert
-from autodsnn.train import HParams, Task, load_checkpoint, train_trial
+from autodsnn.trial import HParams, Task, load_checkpoint, train_trial
 
 SMALL = Task(dataset="mnist", model="mnist-fc", train_subset=0.1, val_fraction=0.05)
 

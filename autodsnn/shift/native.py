@@ -7,7 +7,6 @@ None (and one warning) and use their PyTorch paths.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
 from pathlib import Path
@@ -15,7 +14,8 @@ from typing import Any
 
 import torch
 
-NATIVE_DIR = Path(__file__).resolve().parents[2] / "native"
+from ..resources import cache_root, project_folder
+
 _LOCK = threading.Lock()
 _NATIVE: Any = None
 _NATIVE_ERROR: str | None = None
@@ -24,8 +24,7 @@ _PORTABLE: Any = None
 
 def cache_dir(suffix: str = "") -> Path:
     """Where compiled extensions live: per torch version, under $AUTODSNN_CACHE or ~/.cache/autodsnn."""
-    root = Path(os.environ.get("AUTODSNN_CACHE", Path.home() / ".cache" / "autodsnn"))
-    return root / "extensions" / f"torch-{torch.__version__.split('+')[0]}{suffix}"
+    return cache_root() / "extensions" / f"torch-{torch.__version__.split('+')[0]}{suffix}"
 
 
 def _build(portable: bool) -> Any:
@@ -42,7 +41,7 @@ def _build(portable: bool) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load(name="autodsnn_shift_cpu_portable" if portable else "autodsnn_shift_cpu",
-                    sources=[str(NATIVE_DIR / "shift_cpu.cpp")],
+                    sources=[str(project_folder("native") / "shift_cpu.cpp")],
                     extra_cflags=["-O3", "-fopenmp", *arch, "-fno-math-errno", "-ffp-contract=off"],
                     extra_ldflags=["-fopenmp"], build_directory=str(build), verbose=False)
 

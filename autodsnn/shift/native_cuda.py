@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
-from .native import NATIVE_DIR, cache_dir
+from ..resources import project_folder
+from .native import cache_dir
 
-SOURCE = NATIVE_DIR / "shift_cuda.cu"
 EXTENSION_NAME = "autodsnn_shift_cuda"
 # No --use_fast_math: the integer mode must be exact and the float mode within float32 rounding.
 CUDA_FLAGS = ["-O3"]
@@ -100,7 +100,7 @@ def build_extension(build_dir: Path, cuda_home: str | None = None, arch_list: st
     arch_tag = re.sub(r"[^0-9A-Za-z]+", "_", arch)
     build_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return cpp_extension.load(name=EXTENSION_NAME, sources=[str(SOURCE)], extra_cflags=["-O3"],
+        return cpp_extension.load(name=EXTENSION_NAME, sources=[str(project_folder("native") / "shift_cuda.cu")], extra_cflags=["-O3"],
                                   extra_cuda_cflags=CUDA_FLAGS + [f"-DAUTODSNN_CUDA_ARCHS={arch_tag}"],
                                   build_directory=str(build_dir), verbose=verbose)
     finally:

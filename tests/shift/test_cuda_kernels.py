@@ -326,7 +326,7 @@ def test_conv2d_padding_is_zero_not_quantized_zero(ext):
 
 @pytest.mark.parametrize("mode", ["float", "integer"])
 def test_deployed_resnet20_on_cuda_matches_the_cpu_kernels(mode):
-    from autodsnn.models import create_model
+    from autodsnn.zoo.models import create_model
     from autodsnn.shift import ShiftConfig, convert, deploy, inference_path
 
     torch.manual_seed(0)

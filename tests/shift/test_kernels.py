@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodsnn.models import create_model
+from autodsnn.zoo.models import create_model
 from autodsnn.shift import ShiftConfig, ShiftConv2d, ShiftLinear, ShiftConfigError, convert, freeze, integer
 from autodsnn.shift.kernels import (DeployedShiftConv2d, DeployedShiftLinear, canonical_codes, code_bits,
                                     decode_canonical, deploy, inference_path, pack_codes, unpack_codes, value_table)

@@ -26,13 +26,13 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from . import data as datasets
-from . import models
+from ..zoo import data as datasets
+from ..zoo import models
 from .energy import EnergyMeter, EnergyReading
 from .loop import DivergedError, evaluate, train_epoch
 from .optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS, build_optimizer
-from .shift import ShiftConfig, convert, cost, deploy, export, inference_path
-from .shift.quant import ShiftConfigError
+from ..shift import ShiftConfig, convert, cost, deploy, export, inference_path
+from ..shift.quant import ShiftConfigError
 
 SHIFT_TYPES = ("none", "q", "ps", "dense")
 SCHEDULES = ("constant", "cosine", "step")

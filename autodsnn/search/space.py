@@ -21,10 +21,10 @@ import yaml
 from ConfigSpace import (CategoricalHyperparameter, ConfigurationSpace, InCondition, UniformFloatHyperparameter,
                          UniformIntegerHyperparameter)
 
-from .optim import OPTIMIZERS
-from .train import SCHEDULES, SHIFT_TYPES, HParams
+from ..resources import project_folder
+from ..trial.optim import OPTIMIZERS
+from ..trial.run import SCHEDULES, SHIFT_TYPES, HParams
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 MAX_LAYERS = "max_layers"
 _ALLOWED_CHOICES = {"shift_type": SHIFT_TYPES, "optimizer": OPTIMIZERS, "rounding": ("deterministic", "stochastic"),
                     "schedule": SCHEDULES}
@@ -35,7 +35,7 @@ class SpaceError(ValueError):
 
 
 def list_spaces() -> list[str]:
-    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in project_folder("search_spaces").glob("*.yaml"))
 
 
 def space_path(name_or_path: str | Path) -> Path:
@@ -45,7 +45,7 @@ def space_path(name_or_path: str | Path) -> Path:
         if not p.exists():
             raise SpaceError(f"search space file {p} does not exist")
         return p
-    builtin = SPACES_DIR / f"{name_or_path}.yaml"
+    builtin = project_folder("search_spaces") / f"{name_or_path}.yaml"
     if not builtin.exists():
         raise SpaceError(f"unknown search space {name_or_path!r}: use one of {', '.join(list_spaces())} or a YAML path")
     return builtin

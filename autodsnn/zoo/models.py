@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .shift import ConvShiftConv, convertible_layers
+from ..shift import ConvShiftConv, convertible_layers
 
 __all__ = [
     "ModelInfo", "register_model", "create_model", "list_models", "model_info",

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .store import Run, TrialRow
+from ..store import Run, TrialRow
 
 UNITS = {"error": "validation error", "energy": "training energy (kWh)", "emissions": "emissions (kg CO2eq)",
          "inference_energy": "inference energy (kWh)", "analytic_energy": "analytic inference energy (pJ/image)",

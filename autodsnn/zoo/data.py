@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from ..resources import cache_root
+
 __all__ = [
     "DatasetInfo",
     "DataSplits",
@@ -165,9 +167,8 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def cache_dir() -> Path:
-    """``$AUTODSNN_CACHE`` or ``~/.cache/autodsnn`` (read at call time, not import time)."""
-    env = os.environ.get("AUTODSNN_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "autodsnn"
+    """Where decoded data sets and downloads live: :func:`autodsnn.resources.cache_root`."""
+    return cache_root()
 
 
 # --------------------------------------------------------------------------- discovery

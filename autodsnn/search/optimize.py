@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from . import models
-from .data import dataset_info, find_local, load_dataset, normalize_name
+from ..zoo import models
+from ..zoo.data import dataset_info, find_local, load_dataset, normalize_name
 from .experiment import Experiment, ExperimentError
-from .pareto import ParetoError, front_info
+from ..analysis.pareto import ParetoError, front_info
 from .space import load_space
-from .store import Run, StoreError
-from .train import HParams, Task
+from ..store import Run, StoreError
+from ..trial.run import HParams, Task
 from .worker import run_trial_task
 
 CRASH_ERROR = 1.0

@@ -15,14 +15,14 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from . import data as datasets
-from .energy import EnergyMeter
-from .loop import evaluate, train_epoch
-from .optim import build_optimizer
+from ..zoo import data as datasets
+from ..trial.energy import EnergyMeter
+from ..trial.loop import evaluate, train_epoch
+from ..trial.optim import build_optimizer
 from .pareto import ParetoError, front_info
-from .shift import deploy, export, freeze, inference_path
-from .store import Run
-from .train import HParams, Task, build_model, resolve_device, _lr_factor
+from ..shift import deploy, export, freeze, inference_path
+from ..store import Run
+from ..trial.run import HParams, Task, build_model, resolve_device, _lr_factor
 
 PICKS = ("knee", "min-error", "min-energy")
 

@@ -13,9 +13,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from .train import INFERENCE_KERNELS
+from ..resources import project_folder
+from ..trial.run import INFERENCE_KERNELS
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 OBJECTIVES = {
     "error": "validation error (fraction)",
     "energy": "measured energy of the trial's training, kWh (CodeCarbon; cumulative over promotions)",
@@ -96,9 +96,9 @@ class Experiment:
     def from_file(cls, path: str | Path, **overrides: Any) -> "Experiment":
         p = Path(path)
         if not p.exists() and not p.suffix:
-            p = EXPERIMENTS_DIR / f"{path}.yaml"
+            p = project_folder("experiments") / f"{path}.yaml"
         if not p.exists():
-            names = ", ".join(sorted(q.stem for q in EXPERIMENTS_DIR.glob("*.yaml")))
+            names = ", ".join(sorted(q.stem for q in project_folder("experiments").glob("*.yaml")))
             raise ExperimentError(f"experiment file {path} not found: use a path or one of {names}")
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):

@@ -10,7 +10,7 @@ from typing import Any
 
 from .pareto import UNITS, front_info, hypervolume_over_time
 from .plots import plot_front, plot_hypervolume, point_label
-from .store import Run
+from ..store import Run
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}

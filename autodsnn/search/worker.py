@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .train import Task, train_trial
+from ..trial.run import Task, train_trial
 
 
 def run_trial_task(payload: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def _worker_index() -> int:
 def sleep_trial_task(payload: dict[str, Any], seconds: float = 1.0) -> dict[str, Any]:
     """A stand-in trial for measuring the platform's own overhead (benchmarks/platform_overhead.py):
     it sleeps inside an energy meter, as a real trial trains inside one."""
-    from .energy import EnergyMeter
+    from ..trial.energy import EnergyMeter
 
     start = time.time()
     with EnergyMeter() as meter:

@@ -1,0 +1,7 @@
+"""The search: experiment, space, SMAC's ask/tell loop on Dask workers. May import: store, trial, zoo."""
+from .experiment import Experiment, ExperimentError, parse_duration
+from .optimize import OptimizeError, build_facade, optimize
+from .space import SpaceError, load_space
+
+__all__ = ["Experiment", "ExperimentError", "parse_duration", "OptimizeError", "build_facade", "optimize",
+           "SpaceError", "load_space"]
