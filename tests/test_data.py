@@ -3,6 +3,7 @@ splits, caches, errors and the in-memory batch iterator."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 import torch
 
 from autodsnn.zoo import data as D
+from autodsnn.zoo.files import IDX_STEMS
+from autodsnn.zoo.splits import split_indices
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +26,11 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def _need_local(name: str) -> None:
     if D.find_local(name) is None:
         pytest.skip(f"no offline copy of {name} on this machine")
+
+
+def _without_offline_copies(monkeypatch, name: str) -> None:
+    source = D._SOURCES[name]
+    monkeypatch.setitem(D._SOURCES, name, dataclasses.replace(source, offline_dirs=lambda: []))
 
 
 # --------------------------------------------------------------------------- names / info
@@ -78,7 +86,7 @@ def test_split_deterministic_disjoint_and_seeded():
     assert torch.equal(a.val.tensors[1], b.val.tensors[1])
     assert not torch.equal(a.val.tensors[0], c.val.tensors[0])
     # disjoint index sets that together cover the training file
-    ti, vi = D._split_indices(60000, 0.1, 0, None)
+    ti, vi = split_indices(60000, 0.1, 0, None)
     assert len(set(ti.tolist()) & set(vi.tolist())) == 0 and len(ti) + len(vi) == 60000
 
 
@@ -89,8 +97,8 @@ def test_train_subset():
     count = D.load_dataset("mnist", train_subset=1000)
     assert len(third.train) == 18000 and len(count.train) == 1000
     assert torch.equal(third.val.tensors[1], full.val.tensors[1])  # val unaffected
-    small = set(D._split_indices(60000, 0.1, 0, 1000)[0].tolist())
-    big = set(D._split_indices(60000, 0.1, 0, 1 / 3)[0].tolist())
+    small = set(split_indices(60000, 0.1, 0, 1000)[0].tolist())
+    big = set(split_indices(60000, 0.1, 0, 1 / 3)[0].tolist())
     assert small <= big  # fidelities nest
     for bad in (0.0, 1.5, 0, 10**9, True):
         with pytest.raises(ValueError):
@@ -118,7 +126,7 @@ def test_mnist_from_data_dir_layouts(tmp_path):
     # torchvision layout with un-gzipped files, only 100 images to stay fast.
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for stem in D._IDX_STEMS.values():
+    for stem in IDX_STEMS.values():
         arr = D.read_idx(next(src.glob(stem + "*")))[:100]
         header = bytes([0, 0, 8, arr.ndim]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
         (raw / stem).write_bytes(header + arr.tobytes())
@@ -140,7 +148,7 @@ def test_missing_data_dir_one_line_error(tmp_path):
 
 
 def test_mnist_not_found_without_offline_copies(tmp_path, monkeypatch):
-    monkeypatch.setattr(D, "_offline_dirs", lambda name: [])
+    _without_offline_copies(monkeypatch, "mnist")
     with pytest.raises(D.DatasetNotFoundError) as exc:
         D.load_dataset("mnist", data_dir=tmp_path, download=False)
     msg = str(exc.value)
@@ -150,7 +158,7 @@ def test_mnist_not_found_without_offline_copies(tmp_path, monkeypatch):
 def test_failed_download_is_fast_one_line(tmp_path, monkeypatch):
     import torchvision.datasets as tvd
 
-    monkeypatch.setattr(D, "_offline_dirs", lambda name: [])
+    _without_offline_copies(monkeypatch, "mnist")
     # A closed local port: fails at once with or without a network.
     monkeypatch.setattr(tvd.MNIST, "mirrors", ["http://127.0.0.1:9/"])
     monkeypatch.setattr(D, "DOWNLOAD_SOCKET_TIMEOUT", 2.0)
@@ -263,7 +271,10 @@ def test_cifar100_from_generated_files(tmp_path):
 # --------------------------------------------------------------------------- ImageFolder
 
 
-def test_imagefolder_layout(tmp_path):
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """An ImageFolder tree like ImageNet's: train/ 3 classes x 5 images, val/ 3 x 2, 20x24
+    pixels, PNG and JPEG mixed."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -273,13 +284,120 @@ def test_imagefolder_layout(tmp_path):
             d.mkdir(parents=True)
             for i in range(n):
                 arr = rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)
-                Image.fromarray(arr).save(d / f"{i}.png")
-    s = D.load_dataset("imagenet", data_dir=tmp_path, val_fraction=0.2, image_size=16)
+                Image.fromarray(arr).save(d / (f"{i}.png" if i % 2 else f"{i}.JPEG"))
+    return tmp_path
+
+
+def test_imagefolder_layout(image_folder):
+    s = D.load_dataset("imagenet", data_dir=image_folder, val_fraction=0.2, image_size=16)
     assert s.info.num_classes == 3 and s.info.input_shape == (3, 16, 16)
     assert len(s.train) == 12 and len(s.val) == 3 and len(s.test) == 6
     x, y = s.train[0]
     assert x.shape == (3, 16, 16) and 0 <= y < 3
     assert s.val[0][0].shape == (3, 16, 16) and s.test[5][0].shape == (3, 16, 16)
+    assert D.find_local("imagenet", image_folder) == image_folder
+    assert D.find_local("imagenet") is None  # never guessed without --data-dir
+
+
+# --------------------------------------------------------------------------- DataSplits.loader
+
+
+def _epoch(loader) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+def test_loader_in_memory_augments_only_train(tmp_path):
+    _fake_cifar10(tmp_path)
+    s = D.load_dataset("cifar10", data_dir=tmp_path, val_fraction=0.2, download=False)
+    assert s.info.augment
+    loaders = {part: s.loader(part, 64) for part in ("train", "val", "test")}
+    for part, loader in loaders.items():
+        assert isinstance(loader, D.TensorLoader)
+        assert loader.augment == (part == "train")
+        assert len(loader) == -(-len(getattr(s, part)) // 64)
+    x, y = _epoch(loaders["val"])  # no shuffling, no augmentation: the part itself
+    assert torch.equal(x, s.val.tensors[0]) and torch.equal(y, s.val.tensors[1])
+    xb, yb = next(iter(loaders["train"]))
+    assert xb.shape == (64, 3, 32, 32) and yb.dtype == torch.int64
+    assert not torch.equal(xb, s.train.tensors[0][:64])  # cropped / flipped
+    # A set whose recipe has no augmentation gets none on train either.
+    plain = D.load_dataset("synthetic", synthetic_samples=40)
+    assert not plain.info.augment and not plain.loader("train", 8).augment
+
+
+def test_loader_in_memory_shuffle_is_reproducible():
+    s = D.load_dataset("synthetic", synthetic_samples=100, synthetic_shape=(3, 8, 8))
+    s = D.DataSplits(s.train, s.val, s.test, dataclasses.replace(s.info, augment=True), s.source)
+
+    def run(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _epoch(s.loader("train", 16, shuffle=True, generator=torch.Generator().manual_seed(seed)))
+
+    a, b, c = run(0), run(0), run(1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[1], c[1])
+    assert sorted(a[1].tolist()) == sorted(s.train.tensors[1].tolist())  # one full epoch
+
+
+def test_loader_image_folder_gives_dataloader(image_folder):
+    from torch.utils.data import DataLoader
+
+    s = D.load_dataset("imagenet", data_dir=image_folder, val_fraction=0.2, image_size=16)
+    train = s.loader("train", 5, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert isinstance(train, DataLoader) and len(train) == 3  # 12 images
+    shapes = [(tuple(x.shape), tuple(y.shape), y.dtype) for x, y in train]
+    assert shapes == [((5, 3, 16, 16), (5,), torch.int64)] * 2 + [((2, 3, 16, 16), (2,), torch.int64)]
+    test = s.loader("test", 4)
+    assert isinstance(test, DataLoader) and len(test) == 2
+    x, y = _epoch(test)
+    assert x.shape == (6, 3, 16, 16) and y.tolist() == [0, 0, 1, 1, 2, 2]  # ImageFolder order
+
+    def shuffled(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _epoch(s.loader("test", 4, shuffle=True, generator=torch.Generator().manual_seed(seed)))
+
+    a, b, c = shuffled(0), shuffled(0), shuffled(1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    first = [y for _, y in s.loader("train", 5, shuffle=True, generator=torch.Generator().manual_seed(3))]
+    again = [y for _, y in s.loader("train", 5, shuffle=True, generator=torch.Generator().manual_seed(3))]
+    assert all(torch.equal(p, q) for p, q in zip(first, again))
+
+
+def test_loader_rejects_unknown_part_and_bad_batch_size():
+    s = D.load_dataset("synthetic", synthetic_samples=20)
+    with pytest.raises(D.ZooError, match="unknown data split 'validation'") as exc:
+        s.loader("validation", 8)
+    assert "\n" not in str(exc.value) and isinstance(exc.value, ValueError)
+    with pytest.raises(D.ZooError, match="batch_size"):
+        s.loader("train", 0)
+
+
+# --------------------------------------------------------------------------- records and errors
+
+
+def test_every_data_set_is_one_coherent_record():
+    names = D.list_datasets()
+    for name in names:
+        source = D.dataset_source(name)
+        assert source.name == name and source.info is D.dataset_info(name)
+        for alias in source.aliases:
+            assert alias not in names and D.normalize_name(alias) == name
+        if source.decode is not None:  # sets read from files can be fetched and explained
+            assert source.torchvision_class and source.download_subdir and source.how_to_get
+    assert D.normalize_name("Fashion_MNIST") == "fashion-mnist"
+    assert D.normalize_name("CIFAR-10") == "cifar10"
+    assert D.find_local("digits") is None and D.find_local("synthetic") is None
+
+
+def test_errors_share_the_base_class():
+    from autodsnn.errors import AutoDSNNError
+
+    for cls in (D.DatasetNotFoundError, D.ZooError):
+        assert issubclass(cls, AutoDSNNError) and issubclass(cls, ValueError)
+    with pytest.raises(D.ZooError, match="Unknown data set 'bogus'"):
+        D.normalize_name("bogus")
+    with pytest.raises(D.ZooError, match="val_fraction"):
+        D.load_dataset("synthetic", val_fraction=1.0)
 
 
 # --------------------------------------------------------------------------- batching

@@ -199,3 +199,40 @@ def test_load_weights_errors(tmp_path) -> None:
 
     with pytest.raises(FileNotFoundError):
         load_weights(create_model("mnist-fc"), tmp_path / "absent.pt")
+
+
+# Registered descriptions and families of the variants that share one private builder.
+_VARIANTS = {
+    **{f"resnet{d}": ("cifar-resnet", f"CIFAR ResNet-{d} (He et al. 2016), 16/32/64 channels, 1x1-conv shortcuts")
+       for d in (20, 32, 44, 56, 110)},
+    **{f"shiftresnet{d}": ("shiftresnet", f"ShiftResNet-{d} (Wu et al. 2018): conv-shift-conv blocks, expansion kwarg")
+       for d in (20, 56, 110)},
+    **{f"vgg{d}-cifar": ("vgg", f"VGG-{d} with BN for 32x32 inputs, one Linear classifier") for d in (11, 16)},
+}
+
+
+def test_every_builder_is_named_after_its_model() -> None:
+    builders = {name: models._REGISTRY[name].builder for name in list_models(include_torchvision=False)}
+    names = [b.__name__ for b in builders.values()]
+    assert len(set(names)) == len(names)  # no anonymous closures sharing one name
+    for name, builder in builders.items():
+        assert builder.__name__ == name.replace("-", "_")
+        assert builder.__doc__, f"{name} has no docstring"
+
+
+@pytest.mark.parametrize("name", sorted(_VARIANTS))
+def test_variant_metadata_unchanged(name: str) -> None:
+    family, description = _VARIANTS[name]
+    entry = models._REGISTRY[name]
+    assert (entry.family, entry.description, entry.input_size) == (family, description, (3, 32, 32))
+
+
+def test_errors_are_zoo_errors() -> None:
+    from autodsnn.errors import AutoDSNNError
+    from autodsnn.zoo import ZooError
+
+    assert issubclass(ZooError, AutoDSNNError) and issubclass(ZooError, ValueError)
+    for call in (lambda: create_model("resnt20"), lambda: model_info("nope"),
+                 lambda: create_model("resnet20", expansion=2), lambda: create_model("vgg11-cifar", input_size=16)):
+        with pytest.raises(ZooError):
+            call()

@@ -1,6 +1,6 @@
 """Model zoo by name: DeepShift's MNIST nets, CIFAR ResNets, ShiftResNets and torchvision.
 
-    from autodsnn.models import create_model, list_models, model_info
+    from autodsnn.zoo.models import create_model, list_models, model_info
     model = create_model("resnet20", num_classes=10)
     list_models("shiftresnet*")            # ['shiftresnet110', 'shiftresnet20', 'shiftresnet56']
     model_info("mnist-conv").keep_float    # ('conv1', 'fc2')
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..shift import ConvShiftConv, convertible_layers
+from .errors import ZooError
 
 __all__ = [
     "ModelInfo", "register_model", "create_model", "list_models", "model_info",
@@ -77,11 +78,11 @@ def register_model(name: str, *, family: str = "misc", input_size: InputSize = (
     ``input_size`` is the default (C, H, W); the description defaults to the docstring's first
     line."""
     if name.startswith(TV_PREFIX):
-        raise ValueError(f"model names starting with {TV_PREFIX!r} are reserved for torchvision models")
+        raise ZooError(f"model names starting with {TV_PREFIX!r} are reserved for torchvision models")
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
+            raise ZooError(f"model {name!r} is already registered")
         doc = description or (inspect.getdoc(builder) or name).splitlines()[0]
         _REGISTRY[name] = _Entry(builder, family, tuple(input_size), doc)  # type: ignore[arg-type]
         return builder
@@ -103,12 +104,12 @@ def list_models(pattern: str = "*", *, include_torchvision: bool = True) -> list
     return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 
-def _unknown(name: str) -> ValueError:
+def _unknown(name: str) -> ZooError:
     names = list_models()
     close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
     ours = ", ".join(list_models(include_torchvision=False))
     hint = f"did you mean {', '.join(close)}?" if close else f"ours are {ours}"
-    return ValueError(f"unknown model {name!r}; {hint} (list_models() gives all {len(names)}, "
+    return ZooError(f"unknown model {name!r}; {hint} (list_models() gives all {len(names)}, "
                       f"torchvision ones as '{TV_PREFIX}<name>')")
 
 
@@ -120,16 +121,16 @@ def _resolve_input(default: InputSize, in_channels: int | None,
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
         if len(size) == 3:
             if in_channels is not None and in_channels != size[0]:
-                raise ValueError(f"in_channels={in_channels} contradicts input_size={tuple(size)}")
+                raise ZooError(f"in_channels={in_channels} contradicts input_size={tuple(size)}")
             c, h, w = size
         elif len(size) == 2:
             h, w = size
         else:
-            raise ValueError(f"input_size must be H, (H, W) or (C, H, W), got {input_size!r}")
+            raise ZooError(f"input_size must be H, (H, W) or (C, H, W), got {input_size!r}")
     if in_channels is not None:
         c = int(in_channels)
     if min(c, h, w) < 1:
-        raise ValueError(f"input size {(c, h, w)} must be positive")
+        raise ZooError(f"input size {(c, h, w)} must be positive")
     return (c, h, w)
 
 
@@ -140,7 +141,7 @@ def _check_kwargs(name: str, builder: Callable[..., nn.Module], kw: Mapping[str,
     extra = [k for k in kw if k not in params]
     if extra:
         accepted = [p for p in params if p not in _COMMON_ARGS] or ["none"]
-        raise ValueError(f"model {name!r} takes no argument {extra[0]!r} (its own arguments: {', '.join(accepted)})")
+        raise ZooError(f"model {name!r} takes no argument {extra[0]!r} (its own arguments: {', '.join(accepted)})")
 
 
 def create_model(name: str, num_classes: int = 10, in_channels: int | None = None,
@@ -153,14 +154,14 @@ def create_model(name: str, num_classes: int = 10, in_channels: int | None = Non
     example ``expansion`` for ShiftResNets, any torchvision constructor argument for tv models).
     """
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise ZooError(f"num_classes must be >= 1, got {num_classes}")
     if name.startswith(TV_PREFIX):
         return _create_torchvision(name, num_classes, in_channels, input_size, pretrained, **kw)
     entry = _REGISTRY.get(name)
     if entry is None:
         raise _unknown(name)
     if pretrained:
-        raise ValueError(f"no pretrained weights ship for {name!r}; train it or pass --weights FILE "
+        raise ZooError(f"no pretrained weights ship for {name!r}; train it or pass --weights FILE "
                          f"(autodsnn.models.load_weights)")
     _check_kwargs(name, entry.builder, kw)
     size = _resolve_input(entry.input_size, in_channels, input_size)
@@ -234,7 +235,7 @@ class MnistConv(nn.Module):
         # Each stage: 5x5 valid conv (-4), then 2x2 max-pool (floor halving).
         fh, fw = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
         if fh < 1 or fw < 1:
-            raise ValueError(f"mnist-conv needs inputs of at least 16x16, got {h}x{w}")
+            raise ZooError(f"mnist-conv needs inputs of at least 16x16, got {h}x{w}")
         self.conv1 = nn.Conv2d(c, 20, 5, 1)
         self.conv2 = nn.Conv2d(20, 50, 5, 1)
         self.fc1 = nn.Linear(50 * fh * fw, 500)
@@ -327,7 +328,7 @@ def _create_resnet(depth: int, *, num_classes: int, in_channels: int, block: str
                    expansion: float = 1.0) -> nn.Module:
     """The CIFAR ResNet layout of depth 6n+2: three stages of n blocks, 16/32/64 channels."""
     if (depth - 2) % 6:
-        raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+        raise ZooError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
     n = (depth - 2) // 6
     if block == "basic":
         factory: BlockFactory = BasicBlock
@@ -337,26 +338,61 @@ def _create_resnet(depth: int, *, num_classes: int, in_channels: int, block: str
     return CifarResNet(factory, (n, n, n), (16, 32, 64), num_classes, in_channels)
 
 
-def _register_cifar_resnet(depth: int) -> None:
-    @register_model(f"resnet{depth}", family="cifar-resnet",
-                    description=f"CIFAR ResNet-{depth} (He et al. 2016), 16/32/64 channels, 1x1-conv shortcuts")
-    def build(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
-        return _create_resnet(depth, num_classes=num_classes, in_channels=in_channels)
+# One named function per variant (timm's pattern): each shows up by name in tracebacks and
+# profiles, and its docstring's first line is the registered description.
+
+@register_model("resnet20", family="cifar-resnet")
+def resnet20(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
+    """CIFAR ResNet-20 (He et al. 2016), 16/32/64 channels, 1x1-conv shortcuts"""
+    return _create_resnet(20, num_classes=num_classes, in_channels=in_channels)
 
 
-def _register_shift_resnet(depth: int) -> None:
-    @register_model(f"shiftresnet{depth}", family="shiftresnet",
-                    description=f"ShiftResNet-{depth} (Wu et al. 2018): conv-shift-conv blocks, expansion kwarg")
-    def build(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32),
-              expansion: float = 3.0) -> nn.Module:
-        return _create_resnet(depth, num_classes=num_classes, in_channels=in_channels, block="shift",
-                              expansion=expansion)
+@register_model("resnet32", family="cifar-resnet")
+def resnet32(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
+    """CIFAR ResNet-32 (He et al. 2016), 16/32/64 channels, 1x1-conv shortcuts"""
+    return _create_resnet(32, num_classes=num_classes, in_channels=in_channels)
 
 
-for _depth in (20, 32, 44, 56, 110):
-    _register_cifar_resnet(_depth)
-for _depth in (20, 56, 110):
-    _register_shift_resnet(_depth)
+@register_model("resnet44", family="cifar-resnet")
+def resnet44(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
+    """CIFAR ResNet-44 (He et al. 2016), 16/32/64 channels, 1x1-conv shortcuts"""
+    return _create_resnet(44, num_classes=num_classes, in_channels=in_channels)
+
+
+@register_model("resnet56", family="cifar-resnet")
+def resnet56(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
+    """CIFAR ResNet-56 (He et al. 2016), 16/32/64 channels, 1x1-conv shortcuts"""
+    return _create_resnet(56, num_classes=num_classes, in_channels=in_channels)
+
+
+@register_model("resnet110", family="cifar-resnet")
+def resnet110(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
+    """CIFAR ResNet-110 (He et al. 2016), 16/32/64 channels, 1x1-conv shortcuts"""
+    return _create_resnet(110, num_classes=num_classes, in_channels=in_channels)
+
+
+@register_model("shiftresnet20", family="shiftresnet")
+def shiftresnet20(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32),
+                  expansion: float = 3.0) -> nn.Module:
+    """ShiftResNet-20 (Wu et al. 2018): conv-shift-conv blocks, expansion kwarg"""
+    return _create_resnet(20, num_classes=num_classes, in_channels=in_channels, block="shift",
+                          expansion=expansion)
+
+
+@register_model("shiftresnet56", family="shiftresnet")
+def shiftresnet56(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32),
+                  expansion: float = 3.0) -> nn.Module:
+    """ShiftResNet-56 (Wu et al. 2018): conv-shift-conv blocks, expansion kwarg"""
+    return _create_resnet(56, num_classes=num_classes, in_channels=in_channels, block="shift",
+                          expansion=expansion)
+
+
+@register_model("shiftresnet110", family="shiftresnet")
+def shiftresnet110(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32),
+                   expansion: float = 3.0) -> nn.Module:
+    """ShiftResNet-110 (Wu et al. 2018): conv-shift-conv blocks, expansion kwarg"""
+    return _create_resnet(110, num_classes=num_classes, in_channels=in_channels, block="shift",
+                          expansion=expansion)
 
 
 @register_model("resnet18-cifar", family="cifar-resnet")
@@ -464,17 +500,23 @@ class VGGCifar(nn.Module):
         return self.classifier(x)
 
 
-def _register_vgg(depth: int) -> None:
-    @register_model(f"vgg{depth}-cifar", family="vgg",
-                    description=f"VGG-{depth} with BN for 32x32 inputs, one Linear classifier")
-    def build(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
-        if min(input_size[1:]) < 32:
-            raise ValueError(f"vgg{depth}-cifar pools 5 times and needs inputs of at least 32x32, got {input_size}")
-        return VGGCifar(_VGG_CFG[depth], num_classes, in_channels)
+def _create_vgg(depth: int, *, num_classes: int, in_channels: int, input_size: InputSize) -> nn.Module:
+    """VGG-``depth`` (11 or 16) with BN; five max-pools, so inputs need at least 32x32."""
+    if min(input_size[1:]) < 32:
+        raise ZooError(f"vgg{depth}-cifar pools 5 times and needs inputs of at least 32x32, got {input_size}")
+    return VGGCifar(_VGG_CFG[depth], num_classes, in_channels)
 
 
-for _depth in _VGG_CFG:
-    _register_vgg(_depth)
+@register_model("vgg11-cifar", family="vgg")
+def vgg11_cifar(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
+    """VGG-11 with BN for 32x32 inputs, one Linear classifier"""
+    return _create_vgg(11, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+
+
+@register_model("vgg16-cifar", family="vgg")
+def vgg16_cifar(num_classes: int = 10, in_channels: int = 3, input_size: InputSize = (3, 32, 32)) -> nn.Module:
+    """VGG-16 with BN for 32x32 inputs, one Linear classifier"""
+    return _create_vgg(16, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,7 +531,7 @@ def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     for name, m in model.named_modules():
         if type(m) is nn.Conv2d:
             return name, m
-    raise ValueError("model has no nn.Conv2d to adapt to a new number of input channels")
+    raise ZooError("model has no nn.Conv2d to adapt to a new number of input channels")
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -503,7 +545,7 @@ def _adapt_first_conv(model: nn.Module, in_channels: int, tv_name: str) -> None:
     input whose channels are all equal gives the RGB model's response to that gray image."""
     name, old = _first_conv(model)
     if old.in_channels != 3 or old.groups != 1:
-        raise ValueError(f"cannot adapt tv-{tv_name} to in_channels={in_channels}: its first conv "
+        raise ZooError(f"cannot adapt tv-{tv_name} to in_channels={in_channels}: its first conv "
                          f"{name!r} has {old.in_channels} inputs, groups={old.groups}")
     new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,  # type: ignore[arg-type]
                     old.dilation, old.groups, old.bias is not None, old.padding_mode,
@@ -530,7 +572,7 @@ def _replace_head(model: nn.Module, num_classes: int) -> None:
         new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride,  # type: ignore[arg-type]
                         old.padding, bias=old.bias is not None)  # type: ignore[arg-type]
     else:
-        raise ValueError(f"cannot replace classifier {name!r} of type {type(old).__name__}")
+        raise ZooError(f"cannot replace classifier {name!r} of type {type(old).__name__}")
     _set_submodule(model, name, new.to(old.weight.device))
 
 
@@ -546,7 +588,7 @@ def _create_torchvision(name: str, num_classes: int, in_channels: int | None,
         # Only the transformers fix their input size at construction.
         if tv_name.startswith("vit_"):
             if h != w:
-                raise ValueError(f"{name} needs square inputs, got {h}x{w}")
+                raise ZooError(f"{name} needs square inputs, got {h}x{w}")
             kw.setdefault("image_size", h)
         elif tv_name.startswith("maxvit"):
             kw.setdefault("input_size", (h, w))
@@ -568,7 +610,7 @@ def _create_torchvision(name: str, num_classes: int, in_channels: int | None,
         try:
             model = torchvision.models.get_model(tv_name, weights=None, num_classes=num_classes, **kw)
         except (ValueError, TypeError) as e:  # torchvision's messages span lines; keep one
-            raise ValueError(f"torchvision cannot build {tv_name} with {kw or 'its defaults'} "
+            raise ZooError(f"torchvision cannot build {tv_name} with {kw or 'its defaults'} "
                              f"(input {c}x{h}x{w}): {' '.join(str(e).split())[:300]}") from None
     if c != 3:
         _adapt_first_conv(model, c, tv_name)
@@ -597,7 +639,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"cannot read {path} as a weights-only checkpoint (save model.state_dict(), "
+        raise ZooError(f"cannot read {path} as a weights-only checkpoint (save model.state_dict(), "
                          f"not the model): {first[:200]}") from None
     if isinstance(ckpt, Mapping):
         for key in ("model", "state_dict"):
@@ -605,7 +647,7 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
                 ckpt = ckpt[key]
                 break
     if not isinstance(ckpt, Mapping) or not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-        raise ValueError(f"{path} holds no state_dict (expected name -> tensor, or one under 'model'/'state_dict')")
+        raise ZooError(f"{path} holds no state_dict (expected name -> tensor, or one under 'model'/'state_dict')")
     state = dict(ckpt)
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
@@ -616,11 +658,11 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     if missing or unexpected:
         parts = ([f"missing {_first(missing)}"] if missing else []) + \
                 ([f"unexpected {_first(unexpected)}"] if unexpected else [])
-        raise ValueError(f"{path} does not match the {type(model).__name__}: {'; '.join(parts)}")
+        raise ZooError(f"{path} does not match the {type(model).__name__}: {'; '.join(parts)}")
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
               if state[k].shape != v.shape]
     if shapes:
-        raise ValueError(f"{path} has {len(shapes)} tensors of the wrong shape "
+        raise ZooError(f"{path} has {len(shapes)} tensors of the wrong shape "
                          f"(checkpoint vs model): {_first(shapes)}")
     model.load_state_dict(state, strict=True)
     return model
