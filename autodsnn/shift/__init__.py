@@ -1,4 +1,6 @@
-"""`autodsnn.shift`: deep shift layers, conversion, freezing/export, spatial shift and cost.
+"""`autodsnn.shift`, the shift-layer library. May import: nothing but the base modules errors, resources.
+
+Deep shift layers, conversion, freezing/export, packed codes and kernels, spatial shift and cost::
 
     from autodsnn.shift import ShiftConfig, convert, freeze, export, cost
     report = convert(model, ShiftConfig(mode="ps", weight_bits=5, shift_depth="all"))
@@ -8,10 +10,12 @@ from .config import ShiftConfig
 from .convert import (ConversionReport, convert, convertible_layers, export, export_codes, freeze,
                       load_codes, load_exported, shift_layers)
 from .cost import ENERGY_45NM, Cost, EnergyTable, cost
+from .errors import ShiftConfigError
 from .kernels import (DeployedShiftConv2d, DeployedShiftLinear, deploy, deploy_exported, inference_path)
-from .layers import (WEIGHT_MODES, DenseWeight, FrozenWeight, InputQuantizer, PSWeight, QWeight,
-                     ShiftConv2d, ShiftLinear, WeightQuantizer, is_shift_layer, register_weight_mode)
-from .quant import CodeSet, FixedPoint, ShiftConfigError, quantize_fixed_point, quantize_pow2
+from .layers import (DenseWeight, FrozenWeight, InputQuantizer, PSWeight, QWeight, ShiftConv2d, ShiftLinear,
+                     WeightQuantizer, is_shift_layer)
+from .modes import WEIGHT_MODES, register_weight_mode
+from .quant import CodeSet, FixedPoint, quantize_fixed_point, quantize_pow2
 from .spatial import ConvShiftConv, SpatialShift, shift_offsets
 
 __all__ = [

@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .quant import MODES, ROUNDINGS, CodeSet, FixedPoint, ShiftConfigError
+from .errors import ShiftConfigError
+from .modes import weight_mode
+from .quant import ROUNDINGS, CodeSet, FixedPoint
 
 CONFIG_VERSION = 1
 LAYER_TYPES = ("linear", "conv2d")
@@ -19,7 +21,8 @@ ShiftMax = Union[int, str]  # an exponent, or "auto" (per layer, from the float 
 class ShiftConfig:
     """How to convert a model into a deep shift network.
 
-    mode:           "q" (DeepShift-Q), "ps" (DeepShift-PS) or "dense" (DenseShift, zero-free).
+    mode:           a registered weight mode (autodsnn.shift.modes): built in are "q"
+                    (DeepShift-Q), "ps" (DeepShift-PS) and "dense" (DenseShift, zero-free).
     weight_bits:    2..8 bits per weight code (1 sign bit + shift bits).
     shift_max:      largest exponent of a weight (0: |w| <= 1, DeepShift's choice; >0 allows left
                     shifts), or "auto": per layer, the exponent that rounds the layer's float
@@ -57,8 +60,7 @@ class ShiftConfig:
         for name in ("include", "exclude", "layer_types"):
             value = getattr(self, name)
             set_(name, (value,) if isinstance(value, str) else tuple(value))
-        if self.mode not in MODES:
-            raise ShiftConfigError(f"unknown shift mode {self.mode!r}: use one of {', '.join(MODES)}")
+        weight_mode(self.mode)  # an unknown mode names the registered ones
         if self.rounding not in ROUNDINGS:
             raise ShiftConfigError(f"unknown rounding {self.rounding!r}: use one of {', '.join(ROUNDINGS)}")
         if self.shift_max != "auto":
@@ -124,4 +126,4 @@ class ShiftConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["ShiftConfig", "ShiftConfigError", "CONFIG_VERSION"]
+__all__ = ["ShiftConfig", "CONFIG_VERSION"]

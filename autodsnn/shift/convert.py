@@ -18,14 +18,16 @@ from typing import Any, Callable, Iterable, Union
 import torch
 from torch import nn
 
-from . import kernels
 from .config import ShiftConfig
+from .errors import ShiftConfigError
 from .layers import FrozenWeight, ShiftConv2d, ShiftLinear, is_shift_layer
-from .quant import CodeSet, ShiftConfigError
+from .modules import replace_module
+from .packing import canonical_codes, code_bits, decode_canonical, pack_codes, unpack_codes
+from .quant import CodeSet
 
 FilterFn = Callable[[nn.Module, str], bool]
 EXPORT_FORMAT = "autodsnn-shift-codes"
-EXPORT_VERSION = 2  # 2: packed canonical codes (autodsnn.shift.kernels); 1: one code per byte
+EXPORT_VERSION = 2  # 2: packed canonical codes (autodsnn.shift.packing); 1: one code per byte
 
 # A handler per convertible float type: a new layer kind is an entry here, not an if-branch.
 _CONVERTERS: dict[type[nn.Module], tuple[str, Callable[[Any, ShiftConfig], nn.Module]]] = {
@@ -127,14 +129,6 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _replace_everywhere(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
-    """Point every parent that holds ``old`` at ``new`` (a module may be shared)."""
-    for parent in model.modules():
-        for key, child in list(parent._modules.items()):
-            if child is old:
-                parent._modules[key] = new
-
-
 def convert(model: nn.Module, config: ShiftConfig | None = None, *, filter_fn: FilterFn | None = None,
             example_inputs: Any = None) -> ConversionReport:
     """Swap the selected Linear/Conv2d layers of ``model`` (in place) for shift layers that start
@@ -165,7 +159,7 @@ def convert(model: nn.Module, config: ShiftConfig | None = None, *, filter_fn: F
         old = modules[name]
         kind = _kind_of(old)
         new = _CONVERTERS[type(old)][1](old, config)
-        _replace_everywhere(model, old, new)
+        replace_module(model, old, new)
         fmt = new.input_quant.fmt
         report.converted.append(ConvertedLayer(name, kind or "?", tuple(old.weight.shape), new.codes.describe(),
                                                "float inputs" if fmt is None else fmt.describe()))
@@ -218,8 +212,8 @@ def export_codes(model: nn.Module) -> dict[str, Any]:
             "mode": codes.mode, "weight_bits": codes.weight_bits, "shift_max": codes.shift_max,
             "shift_min": codes.shift_min, "has_zero": codes.has_zero,
             "shape": list(sign.shape),
-            "code_bits": kernels.code_bits(codes.weight_bits),
-            "packed": kernels.pack_codes(kernels.canonical_codes(codes, sign, shift), kernels.code_bits(codes.weight_bits)),
+            "code_bits": code_bits(codes.weight_bits),
+            "packed": pack_codes(canonical_codes(codes, sign, shift), code_bits(codes.weight_bits)),
             "bias": None if layer.bias is None else layer.quantized_bias().detach().cpu().clone(),
             "activation": None if fmt is None else {"int_bits": fmt.int_bits, "frac_bits": fmt.frac_bits,
                                                     "signed": fmt.signed},
@@ -267,14 +261,18 @@ def load_codes(model: nn.Module, exported: Union[dict[str, Any], str, os.PathLik
             if _kind_of(layer) != entry["kind"]:
                 raise ShiftConfigError(f"layer {name!r} is {type(layer).__name__}, the export has a {entry['kind']} layer there")
             new = _CONVERTERS[type(layer)][1](layer, cfg)
-            _replace_everywhere(model, layer, new)
+            replace_module(model, layer, new)
             layer = new
         if list(layer.sign_and_shift()[0].shape) != entry["shape"]:
             raise ShiftConfigError(f"layer {name!r} has shape {list(layer.sign_and_shift()[0].shape)}, the export {entry['shape']}")
         codes = cfg.code_set()
+        if entry.get("has_zero", codes.has_zero) != codes.has_zero:
+            raise ShiftConfigError(f"layer {name!r} was exported with has_zero={entry['has_zero']}, but mode "
+                                   f"{codes.mode!r} is registered here with has_zero={codes.has_zero}: register "
+                                   "the mode as it was when exported")
         if "packed" in entry:
             cols = math.prod(entry["shape"][1:])
-            sign, shift = kernels.decode_canonical(kernels.unpack_codes(entry["packed"], entry["code_bits"], cols), codes)
+            sign, shift = decode_canonical(unpack_codes(entry["packed"], entry["code_bits"], cols), codes)
             sign, shift = sign.view(entry["shape"]), shift.view(entry["shape"])
         else:  # format 1
             sign, shift = codes.decode(entry["codes"])

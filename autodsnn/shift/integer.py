@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .quant import FixedPoint, ShiftConfigError, _representable
+from .errors import ShiftConfigError
+from .quant import FixedPoint, representable
 
 
 @dataclass
@@ -52,8 +53,8 @@ class IntegerPlan:
 def input_bounds(fmt: FixedPoint) -> tuple[float, float, float]:
     """(in_scale, lo, hi) as float32 values, the same ones quantize_fixed_point uses."""
     scale = 2.0 ** fmt.frac_bits
-    lo = _representable(fmt.qmin, torch.float32, up=True) / scale
-    hi = _representable(fmt.qmax, torch.float32, up=False) / scale
+    lo = representable(fmt.qmin, torch.float32, up=True) / scale
+    hi = representable(fmt.qmax, torch.float32, up=False) / scale
     return scale, lo, hi
 
 

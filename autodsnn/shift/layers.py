@@ -3,7 +3,8 @@
 A shift layer is the float layer it replaces (same constructor, same features: bias, stride,
 padding and padding modes, dilation, groups) plus two parts:
 
-* a **weight quantizer** (one class per mode, registered in ``WEIGHT_MODES``) that owns the
+* a **weight quantizer** (one class per mode, registered with
+  :func:`~autodsnn.shift.modes.register_weight_mode`) that owns the
   trainable latent parameters and returns the ``+-2^k`` (or 0) weight tensor;
 * an **input quantizer** that rounds the layer's input to fixed point when the config asks.
 
@@ -13,27 +14,15 @@ weight the layer computes with, ``layer.sign_and_shift()`` its integer codes.
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import ShiftConfig
+from .modes import register_weight_mode, weight_mode
 from .quant import (CodeSet, FixedPoint, dense_weight, pow2, ps_weight, quantize_fixed_point,
                     quantize_pow2, round_pow2_ste, round_pow2_values)
-
-WEIGHT_MODES: dict[str, type["WeightQuantizer"]] = {}
-
-
-def register_weight_mode(name: str) -> Callable[[type["WeightQuantizer"]], type["WeightQuantizer"]]:
-    """Class decorator: make a WeightQuantizer available as ``ShiftConfig(mode=name)``."""
-    def wrap(cls: type[WeightQuantizer]) -> type[WeightQuantizer]:
-        WEIGHT_MODES[name] = cls
-        cls.mode = name
-        return cls
-    return wrap
-
 
 AUTO_SEARCH_BELOW, AUTO_HEADROOM, AUTO_TOLERANCE = 8, 3, 1e-3
 
@@ -65,7 +54,12 @@ def low_variance_like(weight: torch.Tensor) -> torch.Tensor:
 
 
 class WeightQuantizer(nn.Module):
-    """Owns a shift layer's weight parameters; ``forward()`` returns the discrete weight."""
+    """Owns a shift layer's weight parameters; ``forward()`` returns the discrete weight.
+
+    A new mode subclasses this, implements ``from_float``, ``forward`` and ``sign_and_shift``
+    (and ``project_`` if its latents need bounds), and registers itself with
+    ``@register_weight_mode(name, has_zero=...)`` (:mod:`autodsnn.shift.modes`).
+    """
 
     mode: str = ""
 
@@ -99,7 +93,7 @@ class WeightQuantizer(nn.Module):
         return self.codes.describe() + (", stochastic" if self.stochastic else "")
 
 
-@register_weight_mode("q")
+@register_weight_mode("q", has_zero=True)
 class QWeight(WeightQuantizer):
     """DeepShift-Q: a float latent weight, rounded to a signed power of two in every forward."""
 
@@ -119,7 +113,7 @@ class QWeight(WeightQuantizer):
         return sign.to(torch.int8), exp.to(torch.int16)
 
 
-@register_weight_mode("ps")
+@register_weight_mode("ps", has_zero=True)
 class PSWeight(WeightQuantizer):
     """DeepShift-PS: latent shift P and sign S; W = round(S) * 2^round(P)."""
 
@@ -154,7 +148,7 @@ class PSWeight(WeightQuantizer):
         return s.to(torch.int8), p.to(torch.int16)
 
 
-@register_weight_mode("dense")
+@register_weight_mode("dense", has_zero=False)
 class DenseWeight(WeightQuantizer):
     """DenseShift: zero-free weights sgn(s) * 2^round(log2 m), the sign and the scale trained as
     separate latents (sign-scale decomposition)."""
@@ -256,7 +250,7 @@ class _ShiftLayerMixin:
             weight = low_variance_like(weight)
         codes = config.code_set(resolve_shift_max(config, weight))
         self.config = config
-        self.weight_quant = WEIGHT_MODES[config.mode].from_float(weight, codes, config.stochastic)
+        self.weight_quant = weight_mode(config.mode).quantizer.from_float(weight, codes, config.stochastic)
         self.input_quant = InputQuantizer(config.activation_format())
 
     @property

@@ -26,34 +26,37 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-MODES = ("q", "ps", "dense")
+from .errors import ShiftConfigError
+from .modes import weight_mode
+from .native import native_cpu
+
 ROUNDINGS = ("deterministic", "stochastic")
 MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = 2, 8
-
-
-class ShiftConfigError(ValueError):
-    """A shift configuration that cannot work; the message says what to change."""
 
 
 @dataclass(frozen=True)
 class CodeSet:
     """The discrete weight values of one shift layer.
 
-    ``shift_max`` is the largest exponent (``0``: magnitudes up to 1, DeepShift's choice;
-    positive values allow left shifts). ``shift_min`` follows from the bit width.
+    ``mode`` is a registered weight mode (:mod:`autodsnn.shift.modes`), which says whether the
+    set has a zero level (``has_zero``, read once here). ``shift_max`` is the largest exponent
+    (``0``: magnitudes up to 1, DeepShift's choice; positive values allow left shifts).
+    ``shift_min`` follows from the bit width. Raises ShiftConfigError for an unknown mode, bits
+    outside 2..8 or a shift_max outside [-64, 64].
     """
 
     mode: str
     weight_bits: int
     shift_max: int = 0
+    has_zero: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ShiftConfigError(f"unknown shift mode {self.mode!r}: use one of {', '.join(MODES)}")
+        # resolved now: a code set keeps its meaning even if its mode is unregistered later
+        object.__setattr__(self, "has_zero", weight_mode(self.mode).has_zero)
         b = self.weight_bits
         if not isinstance(b, int) or isinstance(b, bool) or not MIN_WEIGHT_BITS <= b <= MAX_WEIGHT_BITS:
             raise ShiftConfigError(
@@ -61,10 +64,6 @@ class CodeSet:
                 "bits (1 sign bit + shift bits); pick a value in that range")
         if not isinstance(self.shift_max, int) or isinstance(self.shift_max, bool) or abs(self.shift_max) > 64:
             raise ShiftConfigError(f"shift_max={self.shift_max!r} must be an integer in [-64, 64]")
-
-    @property
-    def has_zero(self) -> bool:
-        return self.mode != "dense"
 
     @property
     def num_shifts(self) -> int:
@@ -93,8 +92,8 @@ class CodeSet:
 
     # --- integer codes ----------------------------------------------------------------------
     # Layout of one code (weight_bits wide): bit (b-1) = sign (1 = negative); low b-1 bits = j.
-    #   q/ps : j = 0 is zero, j >= 1 is 2^(shift_max - (j - 1))
-    #   dense: j is 2^(shift_max - j)
+    #   with zero (q, ps): j = 0 is zero, j >= 1 is 2^(shift_max - (j - 1))
+    #   zero-free (dense): j is 2^(shift_max - j)
     def encode(self, sign: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """(sign in {-1,0,1}, shift exponent) -> uint8 codes in the layout above."""
         j = (self.shift_max - shift.to(torch.int32)) + (1 if self.has_zero else 0)
@@ -318,7 +317,7 @@ class FixedPoint:
 
 
 @functools.lru_cache(maxsize=256)
-def _representable(bound: int, dtype: torch.dtype, up: bool) -> float:
+def representable(bound: int, dtype: torch.dtype, up: bool) -> float:
     """The float of ``dtype`` nearest to the integer ``bound`` that stays inside the range (wide
     formats have bounds like 2^32 - 1 that float32 cannot hold)."""
     t = torch.tensor(float(bound), dtype=torch.float64).to(dtype)
@@ -340,14 +339,12 @@ class _FixedPointSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fmt: FixedPoint):  # type: ignore[override]
         scale = 2.0 ** fmt.frac_bits
-        lo = _representable(fmt.qmin, x.dtype, up=True) / scale
-        hi = _representable(fmt.qmax, x.dtype, up=False) / scale
+        lo = representable(fmt.qmin, x.dtype, up=True) / scale
+        hi = representable(fmt.qmax, x.dtype, up=False) / scale
         ctx.save_for_backward(x)
         ctx.bounds = (lo, hi)
         if x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous():
-            from .native import native_cpu  # one fused pass instead of four (same operations)
-
-            native = native_cpu()
+            native = native_cpu()  # one fused pass instead of four (same operations)
             if native is not None:
                 return native.fixed_point_forward(x, scale, lo, hi)
         return torch.clamp(x, lo, hi).mul_(scale).round_().mul_(1.0 / scale)

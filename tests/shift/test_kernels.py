@@ -8,8 +8,8 @@ from torch import nn
 
 from autodsnn.zoo.models import create_model
 from autodsnn.shift import ShiftConfig, ShiftConv2d, ShiftLinear, ShiftConfigError, convert, freeze, integer
-from autodsnn.shift.kernels import (DeployedShiftConv2d, DeployedShiftLinear, canonical_codes, code_bits,
-                                    decode_canonical, deploy, inference_path, pack_codes, unpack_codes, value_table)
+from autodsnn.shift.kernels import DeployedShiftConv2d, DeployedShiftLinear, deploy, inference_path
+from autodsnn.shift.packing import canonical_codes, code_bits, decode_canonical, pack_codes, unpack_codes, value_table
 from autodsnn.shift.native import native_cpu, native_cpu_portable
 from autodsnn.shift.quant import CodeSet
 
@@ -250,6 +250,50 @@ def test_batchnorm_folds_only_where_it_alone_reads_the_conv(backend):
     unfolded = Net()
     convert(unfolded, ShiftConfig(mode="ps", weight_bits=4, shift_depth="all"))
     assert deploy(unfolded.eval(), "float", fold_batchnorm=False) == {"a": "conv2d float", "b": "conv2d float"}
+
+
+class _Branchy(nn.Module):
+    """conv -> BatchNorm, then a branch on the data: torch.fx cannot trace it."""
+
+    def __init__(self, bn: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4) if bn else nn.Identity()
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        return y if x.sum() > 0 else -y
+
+
+def test_an_untraceable_model_deploys_unfolded_and_one_warning_says_why():
+    torch.manual_seed(0)
+    net = _Branchy()
+    net.bn.running_var.uniform_(0.5, 2)
+    convert(net, ShiftConfig(mode="q", weight_bits=4))
+    net.eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = net(x)
+        with pytest.warns(UserWarning, match="BatchNorm folding skipped") as record:
+            report = deploy(net, "float")
+        got = net(x)
+    (warning,) = [w for w in record if "BatchNorm folding" in str(w.message)]
+    message = str(warning.message)
+    assert "_Branchy" in message and "TraceError: symbolically traced variables" in message
+    assert "deploy continues without folding" in message and "\n" not in message
+    assert warning.filename == __file__  # points at the deploy() call, not into the library
+    assert report == {"conv": "conv2d float"} and isinstance(net.bn, nn.BatchNorm2d)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["no BatchNorm", "fold_batchnorm=False", "integer mode"])
+def test_an_untraceable_model_with_nothing_to_fold_deploys_silently(case, recwarn):
+    net = _Branchy(bn=case != "no BatchNorm")
+    convert(net, ShiftConfig(mode="q", weight_bits=4, act_int_bits=3, act_frac_bits=5))
+    report = deploy(net.eval(), "integer" if case == "integer mode" else "float",
+                    fold_batchnorm=case != "fold_batchnorm=False")
+    assert report == {"conv": f"conv2d {'integer' if case == 'integer mode' else 'float'}"}
+    assert not [w for w in recwarn if "BatchNorm folding" in str(w.message)]
 
 
 def test_deploy_auto_uses_integer_where_inputs_are_fixed_point():

@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from autodsnn.shift.quant import (CodeSet, FixedPoint, ShiftConfigError, dense_weight, ps_weight,
-                                  quantize_fixed_point, quantize_pow2, round_pow2_ste)
+from autodsnn.shift.errors import ShiftConfigError
+from autodsnn.shift.quant import (CodeSet, FixedPoint, dense_weight, ps_weight, quantize_fixed_point, quantize_pow2,
+                                  round_pow2_ste)
 
 ALL_BITS = range(2, 9)
 
