@@ -1,4 +1,4 @@
-"""`autodsnn` command line: a thin layer over the library.
+"""`autodsnn` command line: a thin layer over the library. May import: every room.
 
     autodsnn train --dataset mnist --model mnist-conv --shift-type ps --weight-bits 5 --epochs 10 \\
                    --optimizer radam --lr 0.01
@@ -9,102 +9,115 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
+import logging
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+from .errors import AutoDSNNError
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
 
 
 class CLIError(Exception):
-    """A user mistake: printed as one line, exit code 2."""
+    """A user mistake in the command line itself: printed as one line, exit code 2."""
 
 
-def _depth(value: str) -> int | str:
-    if value.lower() in ("all", "1000"):  # DeepShift users write 1000 for "all layers"
-        return "all"
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shift depth must be an integer or 'all', got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"shift depth must be >= 0, got {n}")
-    return n
+# --- flags derived from the library's dataclasses -------------------------------------------------
+
+def _flag_names(f: dataclasses.Field) -> tuple[str, ...]:
+    return tuple(f.metadata.get("flags") or (f"--{f.name.replace('_', '-')}",))
 
 
-def _shift_max(value: str) -> int | str:
-    return "auto" if value == "auto" else int(value)
+def _argparse_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse reports ValueError/TypeError as 'invalid value'; our parsers raise a domain error
+    with a better message: pass it on as argparse's own."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is a bad flag value
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
 
 
-def _add_dsnn_flags(p: argparse.ArgumentParser) -> None:
-    """The flags DeepShift users know, with their short forms."""
-    g = p.add_argument_group("shift network (DeepShift flags)")
-    g.add_argument("--shift-type", "-st", default="ps", type=str.lower, choices=["none", "q", "ps", "dense"],
-                   help="q = DeepShift-Q, ps = DeepShift-PS, dense = DenseShift (zero-free), none = float")
-    g.add_argument("--shift-depth", "-sd", default="all", type=_depth,
-                   help="convert the first N convertible layers counted from the input, or 'all' (default)")
-    g.add_argument("--weight-bits", "-wb", default=5, type=int, help="bits per weight code, 2..8 (default 5)")
-    g.add_argument("--shift-max", default=0, type=_shift_max,
-                   help="largest weight exponent (0: |w|<=1; >0 allows left shifts) or 'auto' per layer")
-    g.add_argument("--activation-bits", "-ab", nargs=2, type=int, metavar=("INT", "FRAC"), default=None,
-                   help="fixed-point activations: integer and fraction bits (default: float activations)")
-    g.add_argument("--unsigned-activations", action="store_true", help="fixed-point activations without a sign bit")
-    g.add_argument("--rounding", "-r", default="deterministic", choices=["deterministic", "stochastic"])
+def add_dataclass_flags(group: Any, cls: type, *, no_defaults: bool = False,
+                        only: tuple[str, ...] | None = None) -> None:
+    """One flag per field of ``cls`` that has ``help`` metadata (or per field in ``only``): names,
+    short names, default, choices and help come from the field, so the command line cannot drift
+    from the library. ``no_defaults``: every flag defaults to None (it overrides a file only when
+    given)."""
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if "help" not in meta or (only is not None and f.name not in only):
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"],
+                                  "default": None if no_defaults else f.default}
+        if "action" in meta:
+            kwargs["action"] = meta["action"]
+            if no_defaults:
+                kwargs["default"] = None
+        else:
+            if "parse" in meta:
+                kwargs["type"] = _argparse_type(meta["parse"])
+            if "choices" in meta:
+                # shown, not enforced by argparse: the library's check gives the one-line error
+                choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+                kwargs["metavar"] = "{" + ",".join(choices) + "}"
+            for key in ("nargs", "metavar"):
+                if key in meta:
+                    kwargs[key] = meta[key]
+        if not no_defaults and kwargs["default"] is not None and "action" not in meta:
+            kwargs["help"] += f" (default {kwargs['default']})"
+        group.add_argument(*_flag_names(f), **kwargs)
+
+
+def dataclass_values(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The values of ``cls``'s flags in ``args`` (a pair flag such as --activation-bits INT FRAC
+    sets both of its fields)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata or not hasattr(args, f.name):
+            continue
+        value = getattr(args, f.name)
+        pair = f.metadata.get("pair")
+        if pair is not None:
+            values[f.name], values[pair] = (value[0], value[1]) if value is not None else (None, None)
+        else:
+            values[f.name] = value
+    return values
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    from .trial import HParams, Task
+
     p = sub.add_parser("train", help="train one DSNN configuration and measure its energy",
                        description="Train one DSNN configuration for a number of epochs, evaluate it on the "
                                    "validation split, measure energy with CodeCarbon, and write a run folder.")
-    p.add_argument("--dataset", default="mnist", help="mnist, fashion-mnist, cifar10, cifar100, imagenet, digits, synthetic")
-    p.add_argument("--data-dir", default=None, help="where the data set's files are (default: offline copies, then download)")
-    p.add_argument("--model", default="mnist-conv", help="a name from `autodsnn models`")
-    p.add_argument("--weights", default=None, help="start from this float checkpoint (ours)")
-    p.add_argument("--pretrained", action="store_true", help="torchvision's pretrained weights (needs a network)")
-    _add_dsnn_flags(p)
-    g = p.add_argument_group("training")
+    add_dataclass_flags(p.add_argument_group("task"), Task)
+    add_dataclass_flags(p.add_argument_group("shift network and training (DeepShift flags)"), HParams)
+    g = p.add_argument_group("run")
     g.add_argument("--epochs", default=1.0, type=float, help="budget in epochs; fractions allowed (default 1)")
-    g.add_argument("--optimizer", "--opt", default="radam", type=str.lower)
-    g.add_argument("--lr", default=0.01, type=float)
-    g.add_argument("--momentum", default=0.0, type=float)
-    g.add_argument("--weight-decay", "--wd", default=0.0, type=float)
-    g.add_argument("--batch-size", "-b", default=64, type=int)
-    g.add_argument("--schedule", default="constant", choices=["constant", "cosine", "step"])
-    g.add_argument("--lr-step", default=0, type=int, help="step schedule: decay every N epochs")
-    g.add_argument("--lr-gamma", default=0.1, type=float)
-    g.add_argument("--val-fraction", default=0.1, type=float)
-    g.add_argument("--train-subset", default=None, type=float, help="fraction of the training split to use")
     g.add_argument("--seed", default=0, type=int)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--resume-from", default=None, help="continue from a lower-budget checkpoint of this configuration")
-    g.add_argument("--inference-kernels", default="float", choices=["float", "integer", "auto", "emulation"],
-                   help="how the measured inference pass runs: deployed kernels in this mode, or the emulation")
-    p.add_argument("--out", default=None, help="run folder (default runs/train-<model>-<type>-<time>)")
+    g.add_argument("--out", default=None, help="run folder (default runs/train-<model>-<type>-<time>)")
     p.set_defaults(func=_cmd_train)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .trial.run import HParams, Task, result_summary, train_trial
+    from .trial import HParams, Task, train_trial
 
-    act = args.activation_bits
-    try:
-        hp = HParams(shift_type=args.shift_type, shift_depth=args.shift_depth, weight_bits=args.weight_bits,
-                     shift_max=args.shift_max, act_int_bits=act[0] if act else None,
-                     act_frac_bits=act[1] if act else None, act_signed=not args.unsigned_activations,
-                     rounding=args.rounding, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
-                     weight_decay=args.weight_decay, batch_size=args.batch_size, schedule=args.schedule,
-                     lr_step=args.lr_step, lr_gamma=args.lr_gamma)
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    _check_names(args.dataset, args.model)
-    task = Task(dataset=args.dataset, model=args.model, data_dir=args.data_dir, val_fraction=args.val_fraction,
-                train_subset=args.train_subset, weights=args.weights, pretrained=args.pretrained, device=args.device,
-                inference_kernels=args.inference_kernels)
-    out = Path(args.out or f"runs/train-{args.model}-{args.shift_type}-{time.strftime('%Y%m%d-%H%M%S')}")
+    hp = HParams(**dataclass_values(HParams, args))
+    task = Task(**dataclass_values(Task, args))
+    _check_names(task.dataset, task.model)
+    out = Path(args.out or f"runs/train-{task.model}-{hp.shift_type}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    print(f"training {args.model} on {args.dataset}: shift type {args.shift_type}, {args.epochs:g} epoch(s) -> {out}",
+    print(f"training {task.model} on {task.dataset}: shift type {hp.shift_type}, {args.epochs:g} epoch(s) -> {out}",
           flush=True)
     result = train_trial(hp, args.epochs, task=task, seed=args.seed, checkpoint_path=out / "checkpoint.pt",
                          resume_from=args.resume_from, export_path=out / "shift_codes.pt")
@@ -114,7 +127,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             writer = csv.DictWriter(f, fieldnames=list(result.history[0]))
             writer.writeheader()
             writer.writerows(result.history)
-    print(result_summary(result))
+    print(result.summary())
     if result.ok:
         a = result.analytic
         print(f"analytic inference cost per image: {a['energy_pj_per_sample'] / 1e6:.3f} uJ, model size "
@@ -127,44 +140,42 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _check_names(dataset: str, model: str) -> None:
-    from .zoo import data, models
+    """Unknown names fail here, with the zoo's one-line error, before a run folder is made."""
+    from .zoo import model_info, normalize_name
 
-    try:
-        data.normalize_name(dataset)
-        models.model_info(model) if not model.startswith("tv-") else None
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
+    normalize_name(dataset)
+    if not model.startswith("tv-"):
+        model_info(model)
+
+
+DESIGN_FLAGS = ("shift_type", "shift_depth", "weight_bits", "shift_max", "act_int_bits", "act_signed")
 
 
 def _add_cost_parser(sub: argparse._SubParsersAction) -> None:
+    from .trial import HParams
+
     p = sub.add_parser("cost", help="analytic inference cost (params, ops, bits, energy) of a model design")
     p.add_argument("--model", default="resnet20")
     p.add_argument("--num-classes", default=10, type=int)
     p.add_argument("--input-size", nargs="+", type=int, default=None, help="C H W (default: the model's)")
     p.add_argument("--batch", default=1, type=int)
-    _add_dsnn_flags(p)
+    add_dataclass_flags(p.add_argument_group("shift network (DeepShift flags)"), HParams, only=DESIGN_FLAGS)
     p.add_argument("--layers", action="store_true", help="print one row per layer")
     p.set_defaults(func=_cmd_cost)
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
+    from .shift import convert, cost
+    from .trial import HParams
     from .zoo import models
-    from .shift import ShiftConfig, ShiftConfigError, convert, cost
 
-    try:
-        info = models.model_info(args.model)
-        shape = tuple(args.input_size) if args.input_size else info.input_size
-        model = models.create_model(args.model, num_classes=args.num_classes, input_size=shape)
-        if args.shift_type != "none":
-            act = args.activation_bits
-            cfg = ShiftConfig(mode=args.shift_type, weight_bits=args.weight_bits, shift_max=args.shift_max,
-                              shift_depth=args.shift_depth, act_int_bits=act[0] if act else None,
-                              act_frac_bits=act[1] if act else None, act_signed=not args.unsigned_activations)
-            report = convert(model, cfg)
-            print(report)
-        c = cost(model, (args.batch, *shape))
-    except (ValueError, ShiftConfigError) as exc:
-        raise CLIError(str(exc)) from None
+    design = HParams(**dataclass_values(HParams, args))
+    info = models.model_info(args.model)
+    shape = tuple(args.input_size) if args.input_size else info.input_size
+    model = models.create_model(args.model, num_classes=args.num_classes, input_size=shape)
+    if design.shift_type != "none":
+        print(convert(model, design.shift_config()))
+    c = cost(model, (args.batch, *shape))
     if args.layers:
         for r in c.layers:
             print(f"  {r.name:<28} {r.kind:<14} params {r.params:>9,}  MACs {r.macs:>12,}  shifts {r.shifts:>12,}  "
@@ -206,73 +217,48 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _add_optimize_parser(sub: argparse._SubParsersAction) -> None:
+    from .search import Experiment
+
     p = sub.add_parser("optimize", help="multi-fidelity multi-objective search for DSNN designs (SMAC + Dask)",
                        description="Search DSNN designs with SMAC (Hyperband + ParEGO) on Dask workers. With no "
                                    "arguments, runs the embedded default experiment (experiments/default.yaml).")
-    p.add_argument("--experiment", default=None, help="experiment YAML (default: experiments/default.yaml)")
-    p.add_argument("--dataset", default=None)
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--model", default=None)
-    p.add_argument("--space", default=None, help="search space: dsnn, small, or a YAML path")
-    p.add_argument("--objectives", default=None, help="comma-separated: error,energy,emissions,inference_energy,"
-                                                         "analytic_energy,model_bits (two or three)")
-    p.add_argument("--budget", default=None, help="wall clock for the whole run: 90s, 30m, 48h")
-    p.add_argument("--trials", default=None, type=int, help="stop after this many trials")
-    p.add_argument("--trial-timeout", default=None, help="cap one trial: e.g. 10m")
-    p.add_argument("--min-budget", default=None, type=float, help="lowest fidelity in epochs")
-    p.add_argument("--max-budget", default=None, type=float, help="highest fidelity in epochs")
-    p.add_argument("--eta", default=None, type=int)
-    p.add_argument("--train-subset", default=None, type=float)
-    p.add_argument("--workers", default=None, type=int, help="local Dask worker processes (default 2)")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler, tcp://host:port")
-    p.add_argument("--device", default=None)
-    p.add_argument("--seed", default=None, type=int)
+    p.add_argument("--experiment", default=None, help="experiment YAML or built-in name (default: default)")
     p.add_argument("--run-dir", default=None, help="where the run is stored (default runs/<name>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this directory")
+    add_dataclass_flags(p.add_argument_group("experiment settings (override the file)"), Experiment, no_defaults=True)
     p.set_defaults(func=_cmd_optimize)
 
 
 def _cmd_optimize(args: argparse.Namespace) -> int:
-    from .search.experiment import Experiment, ExperimentError
-    from .search.optimize import OptimizeError, optimize
-    from .search.space import SpaceError
-    from .store import Run, StoreError
+    from .analysis import summarize
+    from .search import Experiment, optimize
+    from .store import Run
 
-    overrides = {"dataset": args.dataset, "data_dir": args.data_dir, "model": args.model, "space": args.space,
-                 "objectives": args.objectives, "budget": args.budget, "trials": args.trials,
-                 "trial_timeout": args.trial_timeout, "min_budget": args.min_budget, "max_budget": args.max_budget,
-                 "eta": args.eta, "train_subset": args.train_subset, "workers": args.workers,
-                 "scheduler": args.scheduler, "device": args.device, "seed": args.seed}
-    try:
-        if args.resume:
-            with Run.open(args.resume) as run:
-                saved = run.experiment
-            experiment = Experiment.from_dict({**saved, **{k: v for k, v in overrides.items() if v is not None}})
-            run_dir = Path(args.resume)
-        else:
-            experiment = Experiment.from_file(args.experiment or "default", **overrides)
-            run_dir = Path(args.run_dir or f"runs/{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        summary = optimize(experiment, run_dir, resume=bool(args.resume))
-    except (ExperimentError, SpaceError, StoreError, OptimizeError, ValueError) as exc:
-        raise CLIError(str(exc).splitlines()[0]) from None
-    print(summary.describe(experiment.objectives))
+    overrides = {k: v for k, v in dataclass_values(Experiment, args).items() if v is not None}
+    if args.resume:
+        with Run.open(args.resume) as run:
+            experiment = Experiment.from_dict({**run.experiment, **overrides})
+        run_dir = Path(args.resume)
+    else:
+        experiment = Experiment.from_file(args.experiment or "default", **overrides)
+        run_dir = Path(args.run_dir or f"runs/{experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    outcome = optimize(experiment, run_dir, resume=bool(args.resume))
+    with Run.open(outcome.run_dir) as run:
+        print(summarize(run, experiment.objectives, outcome.stopped).describe())
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .search.experiment import Experiment
-    from .search.optimize import summarize
-    from .store import Run, StoreError
+    from .analysis import summarize
+    from .search import Experiment
+    from .store import Run
 
-    try:
-        with Run.open(args.run) as run:
-            exp = Experiment.from_dict(run.experiment)
-            summary = summarize(run, exp.objectives)
-            left = (exp.budget - summary.elapsed) if exp.budget else None
-    except StoreError as exc:
-        raise CLIError(str(exc)) from None
-    print(summary.describe(exp.objectives))
-    if left is not None:
+    with Run.open(args.run) as run:
+        exp = Experiment.from_dict(run.experiment)
+        summary = summarize(run, exp.objectives)
+    print(summary.describe())
+    if exp.budget:
+        left = exp.budget - summary.elapsed
         print(f"wall clock: {summary.elapsed:.0f}s used of {exp.budget:.0f}s ({max(left, 0):.0f}s left)")
     return 0
 
@@ -283,8 +269,10 @@ def _add_analysis_parsers(sub: argparse._SubParsersAction) -> None:
                                    "under one reference point and the median front with its 25-75%% spread.")
     p.add_argument("run", nargs="+")
     p.add_argument("--objectives", default=None, help="two or three, comma-separated (default: the run's)")
-    p.add_argument("--budget", default="max", help="max (default), all (one front per budget) or a number of epochs")
-    p.add_argument("--ref", default=None, help="reference point for the hypervolume, comma-separated")
+    p.add_argument("--budget", default="max", type=_budget,
+                   help="max (default), all (one front per budget) or a number of epochs")
+    p.add_argument("--ref", default=None, type=_reference_point,
+                   help="reference point for the hypervolume, comma-separated")
     p.add_argument("--export", default=None, help="plot file: .png, .svg or .pdf")
     p.add_argument("--csv", default=None)
     p.add_argument("--json", default=None)
@@ -313,23 +301,20 @@ def _objectives(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
-    from .analysis.pareto import ParetoError, front_info
+    from .analysis.pareto import front_info
     from .analysis.plots import plot_front, point_label
-    from .store import Run, StoreError
+    from .store import Run
+    from .trial import TrialStatus
 
     if len(args.run) > 1:
         return _pareto_runs(args)
-    try:
-        ref = [float(v) for v in args.ref.split(",")] if args.ref else None
-        with Run.open(args.run[0]) as run:
-            objectives = _objectives(args.objectives)
-            if args.budget == "all":
-                budgets = sorted({t.budget for t in run.trials(status="ok")})
-                infos = [front_info(run, objectives, b, ref) for b in budgets]
-            else:
-                infos = [front_info(run, objectives, args.budget if args.budget == "max" else float(args.budget), ref)]
-    except (ParetoError, StoreError, ValueError) as exc:
-        raise CLIError(str(exc).splitlines()[0]) from None
+    with Run.open(args.run[0]) as run:
+        objectives = _objectives(args.objectives)
+        if args.budget == "all":
+            budgets = sorted({t.budget for t in run.trials(status=TrialStatus.OK)})
+            infos = [front_info(run, objectives, b, args.ref) for b in budgets]
+        else:
+            infos = [front_info(run, objectives, args.budget, args.ref)]
     rows = []
     for info in infos:
         obj = info.objectives
@@ -371,22 +356,37 @@ def _export_plot(plot: Any, info: Any, path: str) -> None:
         raise CLIError(str(exc)) from None
 
 
+def _budget(text: str) -> str | float:
+    if text in ("max", "all"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--budget {text!r}: use max, all or a number of epochs") from None
+
+
+def _reference_point(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--ref {text!r}: give one number per objective, comma-separated") from None
+
+
 def _pareto_runs(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
 
-    from .analysis.pareto import ParetoError, multi_run_info
-    from .analysis.plots import plot_runs
-    from .store import Run, StoreError
+    import numpy as np
 
-    try:
-        ref = [float(v) for v in args.ref.split(",")] if args.ref else None
-        with ExitStack() as stack:
-            runs = [stack.enter_context(Run.open(r)) for r in args.run]
-            info = multi_run_info(runs, _objectives(args.objectives), args.budget if args.budget == "max"
-                                  else float(args.budget), ref)
-    except (ParetoError, StoreError, ValueError) as exc:
-        raise CLIError(str(exc).splitlines()[0]) from None
-    q1, med, q3 = (float(v) for v in __import__("numpy").percentile(info.hypervolumes, [25, 50, 75]))
+    from .analysis.pareto import multi_run_info
+    from .analysis.plots import plot_runs
+    from .store import Run
+
+    if args.budget == "all":
+        raise CLIError("--budget all shows one run's fronts per budget: give one run, or max or a number")
+    with ExitStack() as stack:
+        runs = [stack.enter_context(Run.open(r)) for r in args.run]
+        info = multi_run_info(runs, _objectives(args.objectives), args.budget, args.ref)
+    q1, med, q3 = (float(v) for v in np.percentile(info.hypervolumes, [25, 50, 75]))
     print(f"{len(info.infos)} runs, objectives {', '.join(info.objectives)}, shared reference point "
           f"{', '.join(f'{v:.4g}' for v in info.ref)}")
     for path, run_info in zip(args.run, info.infos):
@@ -404,48 +404,37 @@ def _pareto_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .analysis.pareto import ParetoError
     from .analysis.report import write_report
-    from .store import StoreError
 
-    try:
-        path = write_report(args.run, args.out, _objectives(args.objectives))
-    except (ParetoError, StoreError) as exc:
-        raise CLIError(str(exc).splitlines()[0]) from None
-    print(f"wrote {path}")
+    print(f"wrote {write_report(args.run, args.out, _objectives(args.objectives))}")
     return 0
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
-    from .analysis.pareto import ParetoError
-    from .analysis.retrain import RetrainError, load_config_file, pick_trial, retrain
-    from .store import Run, StoreError
-    from .trial.run import Task
+    from .analysis.retrain import load_config_file, pick_trial, retrain
+    from .store import Run
+    from .trial import Task
 
-    try:
-        if args.from_config:
-            config, chosen = load_config_file(args.from_config), f"configuration file {args.from_config}"
-            exp: dict = {}
-            if not (args.dataset and args.model and args.epochs):
-                raise CLIError("--from-config needs --dataset, --model and --epochs")
-        else:
-            if not args.run:
-                raise CLIError("give a run directory to pick from, or --from-config FILE")
-            with Run.open(args.run) as run:
-                exp = run.experiment
-                config, chosen = pick_trial(run, args.pick, _objectives(None))
-        fixed = exp.get("fixed") or {}
-        task = Task(dataset=args.dataset or exp.get("dataset"), model=args.model or exp.get("model"),
-                    data_dir=args.data_dir or exp.get("data_dir"), device=args.device or exp.get("device", "auto"))
-        epochs = args.epochs or float(exp.get("max_budget"))
-        out = Path(args.out or (Path(args.run) / f"retrain-{args.pick}" if args.run else "runs/retrain"))
-        command = "autodsnn " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("autodsnn") else \
-            f"autodsnn retrain {args.run or ''} --pick {args.pick} --epochs {epochs:g}".strip()
-        print(f"retraining ({chosen}) for {epochs:g} epochs on all training data -> {out}", flush=True)
-        card = retrain({k: v for k, v in config.items()}, task, epochs, out, seed=args.seed, chosen_by=chosen,
-                       fixed=fixed, command=command)
-    except (RetrainError, ParetoError, StoreError, ValueError) as exc:
-        raise CLIError(str(exc).splitlines()[0]) from None
+    if args.from_config:
+        config, chosen = load_config_file(args.from_config), f"configuration file {args.from_config}"
+        exp: dict = {}
+        if not (args.dataset and args.model and args.epochs):
+            raise CLIError("--from-config needs --dataset, --model and --epochs")
+    else:
+        if not args.run:
+            raise CLIError("give a run directory to pick from, or --from-config FILE")
+        with Run.open(args.run) as run:
+            exp = run.experiment
+            config, chosen = pick_trial(run, args.pick)
+    task = Task(dataset=args.dataset or exp.get("dataset"), model=args.model or exp.get("model"),
+                data_dir=args.data_dir or exp.get("data_dir"), device=args.device or exp.get("device", "auto"))
+    epochs = args.epochs or float(exp.get("max_budget"))
+    out = Path(args.out or (Path(args.run) / f"retrain-{args.pick}" if args.run else "runs/retrain"))
+    command = "autodsnn " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("autodsnn") else \
+        f"autodsnn retrain {args.run or ''} --pick {args.pick} --epochs {epochs:g}".strip()
+    print(f"retraining ({chosen}) for {epochs:g} epochs on all training data -> {out}", flush=True)
+    card = retrain(dict(config), task, epochs, out, seed=args.seed, chosen_by=chosen, fixed=exp.get("fixed") or {},
+                   command=command)
     print(f"test accuracy {100 * card['test_accuracy']:.2f}% ({card['test_samples']} images), training energy "
           f"{card['training_energy_kwh'] * 1e3:.4f} Wh; wrote {out}/model_card.md")
     return 0
@@ -456,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="autodsnn", description="Design, train and optimize deep shift neural networks.")
     parser.add_argument("--version", action="version", version=f"autodsnn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback and cause")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_optimize_parser(sub)
     _add_train_parser(sub)
@@ -475,20 +465,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("datasets", help="list data sets and where their files are")
     p.set_defaults(func=_cmd_datasets)
+    for command in sub.choices.values():  # `autodsnn train ... --debug` works as well as `autodsnn --debug train`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _log_to_terminal(args.debug)
     try:
         return int(args.func(args) or 0)
-    except CLIError as exc:
-        print(f"autodsnn {args.command}: error: {exc}", file=sys.stderr)
+    except (CLIError, AutoDSNNError) as exc:  # a request we cannot serve: one line, the fix in it
+        if args.debug:
+            traceback.print_exc()
+        print(f"autodsnn {args.command}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"autodsnn {args.command}: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+              " (rerun with --debug for the traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _log_to_terminal(debug: bool) -> None:
+    """The library logs progress (epochs, trials) to the `autodsnn` logger: show it on stderr."""
+    logger = logging.getLogger("autodsnn")
+    if not any(getattr(h, "_autodsnn_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._autodsnn_cli = True  # type: ignore[attr-defined] - one handler however often main() runs
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 if __name__ == "__main__":

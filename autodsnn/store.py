@@ -1,79 +1,80 @@
-"""The run store: one directory per optimization run, one SQLite row per finished trial.
+"""The run store: one directory per run, one SQLite row per finished trial. May import: trial.
 
     runs/NAME/
       experiment.yaml     the experiment as resolved (what --resume compares against)
       trials.sqlite       one row per trial, committed the moment the trial finishes
       smac/               SMAC's own output (runhistory, intensifier state)
       checkpoints/        per-configuration checkpoints (Hyperband promotions continue from them)
-      logs/               optimizer log
+      logs/               one JSON file per trial
 
 SQLite in WAL mode: readers (``autodsnn status``, the Pareto analysis) work while a run writes.
+A row holds the trial's bookkeeping, one column per scalar field of :class:`TrialResult`
+(derived from the dataclass, so a new field gets its column), one column per objective of the
+registry, and the whole result as JSON, from which rows are read back as typed records.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "cut_short", "lost")
+from .errors import AutoDSNNError
+from .trial.objectives import OBJECTIVES, objective_values
+from .trial.records import TrialResult, TrialStatus
 
-_COLUMNS = {
-    "trial_id": "INTEGER PRIMARY KEY",
-    "config_id": "INTEGER",
-    "config": "TEXT",
-    "budget": "REAL",
-    "seed": "INTEGER",
-    "status": "TEXT",
-    "reason": "TEXT",
-    "is_default": "INTEGER",
-    "val_error": "REAL",
-    "val_loss": "REAL",
-    "train_loss": "REAL",
-    "epochs_done": "REAL",
-    "resumed_from_epochs": "REAL",
-    "energy_kwh": "REAL",
-    "energy_kwh_total": "REAL",
-    "emissions_kg": "REAL",
-    "inference_energy_kwh": "REAL",
-    "inference_emissions_kg": "REAL",
-    "analytic_energy_pj": "REAL",
-    "model_bits": "INTEGER",
-    "params": "INTEGER",
-    "wall_time": "REAL",
-    "worker": "TEXT",
-    "started_at": "REAL",
-    "ended_at": "REAL",
-    "objectives": "TEXT",
-    "result": "TEXT",
-}
+SCHEMA_VERSION = 2  # 2: a column per scalar result field and per objective, traceback kept
+
+_BOOKKEEPING = {"trial_id": "INTEGER PRIMARY KEY", "config_id": "INTEGER", "config": "TEXT", "budget": "REAL",
+                "seed": "INTEGER", "is_default": "INTEGER", "started_at": "REAL", "ended_at": "REAL",
+                "told": "TEXT", "result": "TEXT"}
+# Scalar fields of the result (dicts and lists live in the JSON only); budget is bookkeeping.
+_RESULT_COLUMNS = tuple(f.name for f in dataclasses.fields(TrialResult)
+                        if f.default_factory is dataclasses.MISSING and f.name != "budget")
+_OBJECTIVE_COLUMNS = {name: f"objective_{name}" for name in OBJECTIVES}
+_COLUMNS = {**_BOOKKEEPING, **{c: "" for c in _RESULT_COLUMNS}, **{c: "REAL" for c in _OBJECTIVE_COLUMNS.values()}}
 
 
-class StoreError(ValueError):
+class StoreError(AutoDSNNError, ValueError):
     """A run directory that cannot be used as asked."""
 
 
 @dataclass
 class TrialRow:
-    """One stored trial; ``result`` is the full TrialResult dict."""
+    """One stored trial: where it sits in the run, and its typed result."""
 
     trial_id: int
     config_id: int
     config: dict[str, Any]
     budget: float
     seed: int
-    status: str
-    reason: str | None
     is_default: bool
-    values: dict[str, Any]
-    objectives: dict[str, float]
-    result: dict[str, Any]
+    started_at: float | None
+    ended_at: float | None
+    result: TrialResult
+    told: dict[str, float] = field(default_factory=dict)   # the objective values SMAC was told
 
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
+    @property
+    def status(self) -> TrialStatus:
+        return self.result.status
+
+    @property
+    def reason(self) -> str | None:
+        return self.result.reason
+
+    @functools.cached_property
+    def objectives(self) -> dict[str, float]:
+        """Every registered objective this trial has a value for (empty unless it succeeded)."""
+        values = {}
+        for name in OBJECTIVES:
+            value = objective_values(self.result, (name,))
+            if value is not None:
+                values.update(value)
+        return values
 
 
 class Run:
@@ -108,6 +109,8 @@ class Run:
         version = run.meta("schema_version")
         if version is None or int(version) > SCHEMA_VERSION:
             raise StoreError(f"{path} was written by a newer autodsnn (schema {version}): upgrade autodsnn")
+        if int(version) < SCHEMA_VERSION:
+            run._set_meta("schema_version", SCHEMA_VERSION)  # _connect added the columns
         return run
 
     @staticmethod
@@ -115,9 +118,14 @@ class Run:
         conn = sqlite3.connect(path / "trials.sqlite", timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a committed trial survives a power cut
-        cols = ", ".join(f"{k} {v}" for k, v in _COLUMNS.items())
+        cols = ", ".join(f"{k} {v}".strip() for k, v in _COLUMNS.items())
         conn.execute(f"CREATE TABLE IF NOT EXISTS trials ({cols})")
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        # A run written by an older schema gains the new columns (its old rows read from their JSON).
+        have = {row[1] for row in conn.execute("PRAGMA table_info(trials)")}
+        for name, kind in _COLUMNS.items():
+            if name not in have:
+                conn.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}".strip())
         return conn
 
     def close(self) -> None:
@@ -145,46 +153,34 @@ class Run:
         return self.meta("experiment") or {}
 
     # --- trials -------------------------------------------------------------------------------
-    def add(self, *, config_id: int, config: dict[str, Any], budget: float, seed: int, result: dict[str, Any],
-            objectives: dict[str, float], is_default: bool = False, worker: str | None = None,
-            started_at: float | None = None, ended_at: float | None = None) -> int:
+    def add(self, *, config_id: int, config: dict[str, Any], budget: float, seed: int, result: TrialResult,
+            told: dict[str, float] | None = None, is_default: bool = False, started_at: float | None = None,
+            ended_at: float | None = None) -> int:
         """Insert one finished trial and commit at once. Returns its trial id."""
-        analytic = result.get("analytic") or {}
-        row = {
+        row: dict[str, Any] = {
             "config_id": int(config_id), "config": json.dumps(config, sort_keys=True), "budget": float(budget),
-            "seed": int(seed), "status": result.get("status"), "reason": result.get("reason"),
-            "is_default": int(bool(is_default)), "val_error": result.get("val_error"),
-            "val_loss": result.get("val_loss"), "train_loss": result.get("train_loss"),
-            "epochs_done": result.get("epochs_done"), "resumed_from_epochs": result.get("resumed_from_epochs"),
-            "energy_kwh": result.get("energy_kwh"), "energy_kwh_total": result.get("energy_kwh_total"),
-            "emissions_kg": result.get("emissions_kg"),
-            "inference_energy_kwh": result.get("inference_energy_kwh"),
-            "inference_emissions_kg": result.get("inference_emissions_kg"),
-            "analytic_energy_pj": analytic.get("energy_pj_per_sample"), "model_bits": analytic.get("model_bits"),
-            "params": analytic.get("params"), "wall_time": result.get("wall_time"), "worker": worker,
-            "started_at": started_at, "ended_at": ended_at if ended_at is not None else time.time(),
-            "objectives": json.dumps(objectives), "result": json.dumps(result, default=str),
-        }
+            "seed": int(seed), "is_default": int(bool(is_default)), "started_at": started_at,
+            "ended_at": ended_at if ended_at is not None else time.time(), "told": json.dumps(told or {}),
+            "result": json.dumps(result.to_dict(), default=str)}
+        row.update({c: getattr(result, c) for c in _RESULT_COLUMNS})
+        for name, column in _OBJECTIVE_COLUMNS.items():
+            value = objective_values(result, (name,))
+            row[column] = None if value is None else value[name]
         keys = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         with self._conn:  # one transaction per trial
             cur = self._conn.execute(f"INSERT INTO trials ({keys}) VALUES ({marks})", tuple(row.values()))
         return int(cur.lastrowid)
 
-    def trials(self, status: str | None = None) -> list[TrialRow]:
-        query, args = "SELECT * FROM trials", ()
+    def trials(self, status: TrialStatus | str | None = None) -> list[TrialRow]:
+        query, args = "SELECT trial_id, config_id, config, budget, seed, is_default, started_at, ended_at, told, " \
+                      "result FROM trials", ()
         if status is not None:
-            query, args = query + " WHERE status = ?", (status,)
-        cur = self._conn.execute(query + " ORDER BY trial_id", args)
-        names = [d[0] for d in cur.description]
-        return [self._row(dict(zip(names, r))) for r in cur.fetchall()]
-
-    @staticmethod
-    def _row(d: dict[str, Any]) -> TrialRow:
-        return TrialRow(trial_id=d["trial_id"], config_id=d["config_id"], config=json.loads(d["config"]),
-                        budget=d["budget"], seed=d["seed"], status=d["status"], reason=d["reason"],
-                        is_default=bool(d["is_default"]), values=d, objectives=json.loads(d["objectives"] or "{}"),
-                        result=json.loads(d["result"] or "{}"))
+            query, args = query + " WHERE status = ?", (TrialStatus(status).value,)
+        return [TrialRow(trial_id=t, config_id=c, config=json.loads(cfg), budget=b, seed=s, is_default=bool(d),
+                         started_at=st, ended_at=en, told=json.loads(told or "{}"),
+                         result=TrialResult.from_dict(json.loads(res)))
+                for t, c, cfg, b, s, d, st, en, told, res in self._conn.execute(query + " ORDER BY trial_id", args)]
 
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
@@ -192,9 +188,9 @@ class Run:
     def __iter__(self) -> Iterator[TrialRow]:
         return iter(self.trials())
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[TrialStatus, int]:
         rows = self._conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall()
-        return {s: n for s, n in rows}
+        return {TrialStatus(s): n for s, n in rows}
 
     def checkpoint_path(self, config_id: int, budget: float) -> Path:
         return self.path / "checkpoints" / f"config{config_id}-budget{budget:g}.pt"

@@ -1,6 +1,6 @@
 """Platform overhead of `optimize` (SMAC ask/tell + Dask + run store + CodeCarbon per trial).
 
-Every trial is `autodsnn.worker.sleep_trial_task`: it sleeps a fixed time inside an energy meter,
+Every trial is `autodsnn.search.worker.sleep_trial_task`: it sleeps a fixed time inside an energy meter,
 as a real trial trains inside one, so everything beyond the sleep is the platform's overhead.
 Reports trials/hour at 1, 2 and 4 local workers, the overhead per trial
 (workers x elapsed / trials - sleep) and the scaling efficiency against the 1-worker rate.
@@ -27,12 +27,12 @@ def measure(workers: int, sleep: float, seconds: float) -> tuple[int, float]:
     exp = Experiment(dataset="mnist", model="mnist-fc", space="small", min_budget=1, max_budget=9, workers=workers,
                      budget=seconds)
     with tempfile.TemporaryDirectory() as tmp:
-        optimize(exp, Path(tmp) / "run", log=lambda s: None, trial_fn=functools.partial(sleep_trial_task, seconds=sleep))
+        optimize(exp, Path(tmp) / "run", trial_fn=functools.partial(sleep_trial_task, seconds=sleep))
         with Run.open(Path(tmp) / "run") as run:
             trials = run.trials()
     # Steady state: from the first trial's start (cluster start-up excluded) to the last end.
-    start = min(t["started_at"] for t in trials)
-    end = max(t["ended_at"] for t in trials)
+    start = min(t.started_at for t in trials)
+    end = max(t.ended_at for t in trials)
     return len(trials), end - start
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from autodsnn.search.experiment import Experiment, ExperimentError, parse_duration
-from autodsnn.search.optimize import objective_values, optimize
+from autodsnn.analysis import summarize
+from autodsnn.search.optimize import optimize
+from autodsnn.trial import TrialResult, TrialStatus, objective_values
 from autodsnn.search.space import SpaceError, load_space
 from autodsnn.store import Run
 
@@ -25,18 +27,23 @@ def rows(run_dir):
         return run.trials()
 
 
+def summary_of(run_dir):
+    with Run.open(run_dir) as run:
+        return summarize(run)
+
+
 def test_end_to_end_local_cluster(tmp_path):
-    summary = optimize(Experiment(**TINY, budget=50), tmp_path / "run", log=lambda s: None)
-    trials = rows(tmp_path / "run")
+    optimize(Experiment(**TINY, budget=50), tmp_path / "run")
+    trials, summary = rows(tmp_path / "run"), summary_of(tmp_path / "run")
     assert len(trials) >= 4
     ok = [t for t in trials if t.status == "ok"]
     assert {t.budget for t in ok} >= {1.0, 3.0}  # at least two budget levels
     assert any(t.is_default and t.budget == 3.0 for t in ok)  # the default ran at the top budget
     assert all(0 <= t.objectives["error"] <= 1 and t.objectives["energy"] > 0 for t in ok)
-    assert len({t.result["worker"] for t in ok}) == 2  # both workers trained
+    assert len({t.result.worker for t in ok}) == 2  # both workers trained
     # Dask workers measure inference through the compiled kernels (shift designs) or plain torch
-    assert {t.result["inference_path"] for t in ok} <= {"native-cpu float", "torch float (no shift layers)"}
-    assert any(t.result["inference_path"] == "native-cpu float" for t in ok)
+    assert {t.result.inference_path for t in ok} <= {"native-cpu float", "torch float (no shift layers)"}
+    assert any(t.result.inference_path == "native-cpu float" for t in ok)
     assert summary.highest_budget == 3.0 and summary.front
     assert summary.elapsed < 50 + 30  # ends on time (plus the last evaluations)
     assert (tmp_path / "run" / "smac" / "smac").exists()
@@ -59,9 +66,8 @@ def test_existing_dask_scheduler(tmp_path):
         worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
                                    "--nworkers", "1", "--no-dashboard"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, env=env)
-        summary = optimize(Experiment(**{**TINY, "workers": 1}, budget=30, scheduler=address), tmp_path / "run",
-                           log=lambda s: None)
-        assert summary.counts.get("ok", 0) >= 2
+        optimize(Experiment(**{**TINY, "workers": 1}, budget=30, scheduler=address), tmp_path / "run")
+        assert summary_of(tmp_path / "run").counts.get("ok", 0) >= 2
     finally:
         for p in (worker, sched):
             if p is not None:
@@ -101,7 +107,7 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
     finished = [(t.config_id, t.budget) for t in after if t.status in ("ok", "failed")]
     assert len(finished) == len(set(finished))  # nothing trained twice
     assert len(after) > len(before)
-    assert "re-running trial" in out.stdout  # the trials in flight at the kill ran again
+    assert "re-running trial" in out.stderr  # the trials in flight at the kill ran again (progress: stderr)
     with Run.open(run_dir) as run:
         assert run.meta("elapsed_seconds") > 0
 
@@ -128,8 +134,7 @@ def test_failing_trials_recorded_and_run_goes_on(tmp_path):
     space = _write(tmp_path / "bad.yaml", "hyperparameters:\n"
                    "  shift_type: {choices: [q], default: q}\n"
                    "  shift_max: {low: -80, high: 0, type: int, default: 0}\n")
-    optimize(Experiment(**{**TINY, "space": space, "max_budget": 1, "min_budget": 1}, budget=25), tmp_path / "run",
-             log=lambda s: None)
+    optimize(Experiment(**{**TINY, "space": space, "max_budget": 1, "min_budget": 1}, budget=25), tmp_path / "run")
     trials = rows(tmp_path / "run")
     failed = [t for t in trials if t.status == "failed"]
     assert failed and all("shift_max" in t.reason for t in failed)
@@ -151,35 +156,35 @@ def test_experiment_validation_and_durations():
 
 
 def test_objective_values():
-    ok = {"status": "ok", "val_error": 0.1, "energy_kwh": 2e-5, "energy_kwh_total": 3e-5, "emissions_kg": 1e-5,
-          "analytic": {"energy_pj_per_sample": 5.0, "model_bits": 100}}
+    ok = TrialResult(status="ok", val_error=0.1, energy_kwh=2e-5, energy_kwh_total=3e-5, emissions_kg=1e-5,
+                     analytic={"energy_pj_per_sample": 5.0, "model_bits": 100})
     assert objective_values(ok, ("error", "energy", "model_bits")) == {"error": 0.1, "energy": 3e-5, "model_bits": 100.0}
-    assert objective_values({**ok, "status": "failed"}, ("error", "energy")) is None
+    # emissions of a promoted trial cover the whole chain: scaled by total / own energy
+    assert objective_values(ok, ("emissions",))["emissions"] == pytest.approx(1.5e-5)
+    failed = TrialResult(status=TrialStatus.FAILED, val_error=0.1)
+    assert objective_values(failed, ("error", "energy")) is None
+    assert objective_values(TrialResult(status="ok", val_error=0.1), ("inference_energy",)) is None  # not measured
 
 
-def _killing_trial(payload):
+def _killing_trial(request):
     """Kills its own worker process (as the OOM killer would) for Q designs, else sleeps briefly."""
-    import os as _os
-    import signal as _signal
-    import time as _time
-    if payload["hparams"].get("shift_type") == "q":
-        _os.kill(_os.getpid(), _signal.SIGKILL)
-    _time.sleep(0.3)
-    return {"status": "ok", "val_error": 0.5, "energy_kwh": 1e-6, "energy_kwh_total": 1e-6, "wall_time": 0.3,
-            "analytic": {"energy_pj_per_sample": 1.0, "model_bits": 1}}
+    if request.hparams.get("shift_type") == "q":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.3)
+    return TrialResult(status="ok", val_error=0.5, energy_kwh=1e-6, energy_kwh_total=1e-6, wall_time=0.3,
+                       analytic={"energy_pj_per_sample": 1.0, "model_bits": 1})
 
 
 def test_a_trial_that_kills_its_worker_is_recorded_and_the_run_goes_on(tmp_path):
     space = _write(tmp_path / "s.yaml", "hyperparameters:\n"
                    "  shift_type: {choices: [ps, q, dense], default: ps}\n"
                    "  lr: {low: 0.001, high: 0.1, log: true, default: 0.01}\n")
-    summary = optimize(Experiment(**{**TINY, "space": space}, budget=40), tmp_path / "run", log=lambda s: None,
-                       trial_fn=_killing_trial)
-    trials = rows(tmp_path / "run")
+    optimize(Experiment(**{**TINY, "space": space}, budget=40), tmp_path / "run", trial_fn=_killing_trial)
+    trials, summary = rows(tmp_path / "run"), summary_of(tmp_path / "run")
     killed = [t for t in trials if t.config.get("shift_type") == "q"]
     assert killed and all(t.status == "failed" and "worker" in t.reason for t in killed), \
         [(t.trial_id, t.status, t.reason) for t in killed]
-    assert all(t.result["wall_time"] > 0 for t in killed)  # the lost attempt's time is kept
+    assert all(t.result.wall_time > 0 for t in killed)  # the lost attempt's time is kept
     ok_after = [t for t in trials if t.status == "ok" and t.trial_id > killed[0].trial_id]
     assert ok_after and summary.counts.get("ok", 0) >= 3
 

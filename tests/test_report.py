@@ -18,6 +18,7 @@ from autodsnn.analysis.plots import plot_front
 from autodsnn.analysis.report import write_report
 from autodsnn.shift import load_codes
 from autodsnn.store import Run
+from autodsnn.trial import TrialResult
 
 
 def make_run(path, n=12, seed=0):
@@ -30,13 +31,12 @@ def make_run(path, n=12, seed=0):
         err, energy = float(rng.uniform(0.1, 0.9)), float(rng.uniform(1e-5, 1e-3))
         config = {"shift_type": ["q", "ps", "dense", "none"][i % 4], "shift_depth": 2, "weight_bits": 4,
                   "optimizer": "adam", "lr": 0.01}
-        result = {"status": "ok", "val_error": err, "energy_kwh": energy, "energy_kwh_total": energy,
-                  "analytic": {"energy_pj_per_sample": 1e6, "model_bits": 1000}, "wall_time": 1.0}
+        result = TrialResult(status="ok", val_error=err, energy_kwh=energy, energy_kwh_total=energy,
+                             analytic={"energy_pj_per_sample": 1e6, "model_bits": 1000}, wall_time=1.0)
         run.add(config_id=i, config=config, budget=budget, seed=0, result=result,
-                objectives={"error": err, "energy": energy}, is_default=(i == n - 1), started_at=t0 + i,
-                ended_at=t0 + i + 1)
+                told={"error": err, "energy": energy}, is_default=(i == n - 1), started_at=t0 + i, ended_at=t0 + i + 1)
     run.add(config_id=99, config={"shift_type": "q"}, budget=1.0, seed=0,
-            result={"status": "failed", "reason": "diverged: loss became nan"}, objectives={})
+            result=TrialResult.failed("diverged: loss became nan", budget=1.0))
     run.close()
     return path
 
@@ -102,7 +102,7 @@ def test_report_opens_in_headless_chromium(tmp_path):
 def test_retrain_on_a_real_small_run(tmp_path):
     exp = Experiment(dataset="mnist", model="mnist-fc", space="small", train_subset=0.02, val_fraction=0.05,
                      min_budget=1, max_budget=1, workers=2, budget=20, fixed={"batch_size": 64})
-    optimize(exp, tmp_path / "run", log=lambda s: None)
+    optimize(exp, tmp_path / "run")
     out = tmp_path / "retrained"
     assert main(["retrain", str(tmp_path / "run"), "--pick", "min-error", "--epochs", "0.3", "--out", str(out)]) == 0
     card = json.loads((out / "model_card.json").read_text())

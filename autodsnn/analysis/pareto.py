@@ -15,14 +15,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ..errors import AutoDSNNError
 from ..store import Run, TrialRow
-
-UNITS = {"error": "validation error", "energy": "training energy (kWh)", "emissions": "emissions (kg CO2eq)",
-         "inference_energy": "inference energy (kWh)", "analytic_energy": "analytic inference energy (pJ/image)",
-         "model_bits": "model size (bits)"}
+from ..trial import OBJECTIVES, TrialStatus
 
 
-class ParetoError(ValueError):
+class ParetoError(AutoDSNNError, ValueError):
     """An analysis that cannot be made; the message says why and what to change."""
 
 
@@ -135,16 +133,16 @@ class FrontInfo:
 
 
 def _usable(rows: Iterable[TrialRow], objectives: Sequence[str]) -> list[TrialRow]:
-    return [r for r in rows if r.status == "ok" and all(o in r.objectives for o in objectives)]
+    return [r for r in rows if r.status is TrialStatus.OK and all(o in r.objectives for o in objectives)]
 
 
 def front_info(run: Run, objectives: Sequence[str] | None = None, budget: str | float = "max",
                ref: Sequence[float] | None = None) -> FrontInfo:
     """The front of a run at one budget: "max" (highest budget with results), or a number."""
     objectives = tuple(objectives or run.experiment.get("objectives") or ("error", "energy"))
-    unknown = [o for o in objectives if o not in UNITS]
+    unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown:
-        raise ParetoError(f"unknown objective {unknown[0]!r}: use {', '.join(UNITS)}")
+        raise ParetoError(f"unknown objective {unknown[0]!r}: use {', '.join(OBJECTIVES)}")
     every = run.trials()
     rows = _usable(every, objectives)
     if not rows:
@@ -174,12 +172,12 @@ def hypervolume_over_time(run: Run, objectives: Sequence[str], ref: Sequence[flo
     """(seconds since the run's first trial started, hypervolume of the front so far) after each
     finished trial at the chosen budget, under one reference point for the whole curve."""
     info = front_info(run, objectives, budget, ref)
-    rows = sorted(info.trials, key=lambda r: r.values["ended_at"] or 0.0)
-    start = min((r.values["started_at"] or r.values["ended_at"] or 0.0) for r in run.trials()) if len(run) else 0.0
+    rows = sorted(info.trials, key=lambda r: r.ended_at or 0.0)
+    start = min((r.started_at or r.ended_at or 0.0) for r in info.all_trials) if info.all_trials else 0.0
     curve = []
     for i in range(1, len(rows) + 1):
         pts = np.array([[r.objectives[o] for o in objectives] for r in rows[:i]])
-        curve.append((float(rows[i - 1].values["ended_at"] - start), hypervolume(pts[non_dominated(pts)], info.ref)))
+        curve.append((float(rows[i - 1].ended_at - start), hypervolume(pts[non_dominated(pts)], info.ref)))
     return curve
 
 

@@ -1,7 +1,8 @@
-"""Drawing fronts and hypervolume curves with matplotlib (imported lazily, Agg backend).
+"""Drawing fronts and hypervolume curves with matplotlib (imported lazily).
 
-The plots only draw what :mod:`autodsnn.pareto` computed; the format follows the file
-extension (png, svg, pdf).
+The plots only draw what :mod:`autodsnn.analysis.pareto` computed; the format follows the file
+extension (png, svg, pdf). Figures are made with matplotlib's object API (``Figure``), never
+pyplot, so drawing here neither switches the caller's backend nor keeps figures alive.
 """
 from __future__ import annotations
 
@@ -11,18 +12,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .pareto import UNITS, FrontInfo
+from ..trial import TrialStatus
+from ..trial.objectives import label
+from .pareto import FrontInfo
 
 FORMATS = (".png", ".svg", ".pdf")
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(size: tuple[float, float]) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")  # no display needed (CI, servers)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=size)
+    return fig, fig.add_subplot()
 
 
 def _check_format(path: Path) -> None:
@@ -55,8 +56,7 @@ def _save(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    _pyplot().close(fig)
+    fig.savefig(path, dpi=dpi)  # the format's own canvas: no backend, no display
     return path
 
 
@@ -70,10 +70,9 @@ def plot_front(info: FrontInfo, path: str | Path, *, title: str | None = None, d
     default configuration marked, front points labelled. Uses the first two objectives."""
     path = Path(path)
     _check_format(path)
-    plt = _pyplot()
     ox, oy = info.objectives[0], info.objectives[1] if len(info.objectives) > 1 else info.objectives[0]
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
-    everyone = [t for t in info.all_trials if t.status == "ok" and ox in t.objectives and oy in t.objectives]
+    fig, ax = _figure((7.5, 5.2))
+    everyone = [t for t in info.all_trials if t.status is TrialStatus.OK and ox in t.objectives and oy in t.objectives]
     if everyone:
         budgets = np.array([t.budget for t in everyone])
         pts = np.array([[t.objectives[ox], t.objectives[oy]] for t in everyone])
@@ -101,15 +100,14 @@ def plot_front(info: FrontInfo, path: str | Path, *, title: str | None = None, d
         ax.set_xscale("log")
     if _wants_log(all_y):
         ax.set_yscale("log")
-    return _save(fig, ax, path, xlabel=UNITS.get(ox, ox), ylabel=UNITS.get(oy, oy),
+    return _save(fig, ax, path, xlabel=label(ox), ylabel=label(oy),
                  title=title or f"{ox} vs {oy}: hypervolume {info.hypervolume:.4g}", dpi=dpi)
 
 
 def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *, title: str = "hypervolume over time") -> Path:
     path = Path(path)
     _check_format(path)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = _figure((6.5, 3.6))
     if curve:
         t, hv = zip(*curve)
         ax.step(np.array(t) / 60.0, hv, where="post", color="navy")
@@ -124,9 +122,8 @@ def plot_runs(info: Any, path: str | Path, *, title: str | None = None) -> Path:
     _check_format(path)
     if info.grid is None:
         raise ValueError("the median front is drawn for two objectives; pass --objectives with two")
-    plt = _pyplot()
     ox, oy = info.objectives
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    fig, ax = _figure((7.0, 4.8))
     for n, run_info in enumerate(info.infos):
         f = run_info.points[run_info.front_mask]
         ax.scatter(f[:, 0], f[:, 1], s=16, alpha=0.5, label=f"run {n + 1} front" if n < 6 else None)
@@ -136,5 +133,5 @@ def plot_runs(info: Any, path: str | Path, *, title: str | None = None) -> Path:
     ys = np.concatenate([i.points[:, 1] for i in info.infos])
     if _wants_log(ys):
         ax.set_yscale("log")
-    return _save(fig, ax, path, xlabel=UNITS.get(ox, ox), ylabel=UNITS.get(oy, oy),
+    return _save(fig, ax, path, xlabel=label(ox), ylabel=label(oy),
                  title=title or f"{len(info.infos)} runs: median hypervolume {info.median_hypervolume:.4g}")

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .pareto import UNITS, front_info, hypervolume_over_time
+from ..trial import TrialStatus
+from ..trial.objectives import label
+from .pareto import front_info, hypervolume_over_time
 from .plots import plot_front, plot_hypervolume, point_label
-from ..store import Run
+from ..store import Run, TrialRow
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
@@ -31,16 +33,15 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v))
 
 
-def _metrics_row(t: Any, objectives: tuple[str, ...], extra: dict[str, Any] | None = None, cls: str = "") -> str:
+def _metrics_row(t: TrialRow, objectives: tuple[str, ...], extra: dict[str, Any] | None = None, cls: str = "") -> str:
     r = t.result
     cells = [f'<td class="l">{t.trial_id}</td>', f'<td class="l">{html.escape(point_label(t.config))}</td>',
              f"<td>{t.budget:g}</td>"]
     cells += [f"<td>{_fmt(t.objectives.get(o))}</td>" for o in objectives]
-    cells += [f"<td>{_fmt(1 - r['val_error'] if r.get('val_error') is not None else None)}</td>",
-              f"<td>{_fmt(r.get('energy_kwh_total'))}</td>", f"<td>{_fmt(r.get('emissions_kg'))}</td>",
-              f"<td>{_fmt(r.get('inference_energy_kwh'))}</td>",
-              f"<td>{_fmt((r.get('analytic') or {}).get('energy_pj_per_sample'))}</td>",
-              f"<td>{_fmt((r.get('analytic') or {}).get('model_bits'))}</td>", f"<td>{_fmt(r.get('wall_time'))}</td>"]
+    cells += [f"<td>{_fmt(None if r.val_error is None else 1 - r.val_error)}</td>",
+              f"<td>{_fmt(r.energy_kwh_total)}</td>", f"<td>{_fmt(r.emissions_kg)}</td>",
+              f"<td>{_fmt(r.inference_energy_kwh)}</td>", f"<td>{_fmt(r.analytic.get('energy_pj_per_sample'))}</td>",
+              f"<td>{_fmt(r.analytic.get('model_bits'))}</td>", f"<td>{_fmt(r.wall_time)}</td>"]
     if extra is not None:
         ch = extra.get("change_percent", {})
         cells.append(f"<td>{'yes' if extra.get('dominates_default') else 'no'}</td>")
@@ -58,7 +59,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
         info = front_info(run, objectives)
         curve = hypervolume_over_time(run, info.objectives, info.ref)
         counts, elapsed = run.counts(), float(run.meta("elapsed_seconds") or 0.0)
-        failures = [t for t in run.trials() if t.status != "ok"]
+        failures = [t for t in run.trials() if t.status is not TrialStatus.OK]
     out = Path(out) if out else Path(run_dir) / "report.html"
     with tempfile.TemporaryDirectory() as tmp:
         front_png = plot_front(info, Path(tmp) / "front.png")
@@ -66,7 +67,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
         front_img, hv_img = _img(front_png), _img(hv_png)
     obj = info.objectives
     head = ("<tr><th class='l'>trial</th><th class='l'>design</th><th>budget</th>"
-            + "".join(f"<th>{html.escape(UNITS.get(o, o))}</th>" for o in obj)
+            + "".join(f"<th>{html.escape(label(o))}</th>" for o in obj)
             + "<th>val accuracy</th><th>train kWh (total)</th><th>kg CO2eq</th><th>inference kWh</th>"
               "<th>analytic pJ/image</th><th>model bits</th><th>seconds</th><th>dominates default</th>"
               "<th class='l'>vs default</th><th class='l'>configuration</th></tr>")

@@ -4,9 +4,7 @@ card (JSON + Markdown) that says how it was chosen and how to reproduce it.
 """
 from __future__ import annotations
 
-import copy
 import json
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,19 +13,20 @@ from typing import Any, Mapping
 import torch
 import yaml
 
-from ..zoo import data as datasets
-from ..trial.energy import EnergyMeter
-from ..trial.loop import evaluate, train_epoch
-from ..trial.optim import build_optimizer
-from .pareto import ParetoError, front_info
-from ..shift import deploy, export, freeze, inference_path
+from ..errors import AutoDSNNError
+from ..shift import export, freeze
 from ..store import Run
-from ..trial.run import HParams, Task, build_model, resolve_device, _lr_factor
+from ..trial import HParams, Task
+from ..trial.energy import EnergyMeter
+from ..trial.loop import evaluate
+from ..trial.training import (build_model, load_task_data, make_optimizer, measure_inference, resolve_device,
+                              run_epochs)
+from .pareto import ParetoError, front_info
 
 PICKS = ("knee", "min-error", "min-energy")
 
 
-class RetrainError(ValueError):
+class RetrainError(AutoDSNNError, ValueError):
     """The retraining request cannot be served; the message says what to change."""
 
 
@@ -58,44 +57,31 @@ def pick_trial(run: Run, pick: str, objectives: tuple[str, ...] | None = None) -
 
 def retrain(config: Mapping[str, Any], task: Task, epochs: float, out_dir: str | Path, *, seed: int = 0,
             chosen_by: str = "given configuration", fixed: Mapping[str, Any] | None = None,
-            command: str | None = None, progress: bool = True) -> dict[str, Any]:
+            command: str | None = None) -> dict[str, Any]:
     """Train ``config`` for ``epochs`` on the whole training split (no validation part), evaluate
-    once on the test set, write model.pt, shift_codes.pt, model_card.json and model_card.md."""
+    once on the test set, write model.pt, shift_codes.pt, model_card.json and model_card.md.
+    The same pieces as a search trial (`autodsnn.trial.training`): data, model, optimizer, the
+    epoch loop with its schedule and partial-epoch rule, the deployed inference pass."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hparams = HParams.from_dict({**(fixed or {}), **config})
     task = replace(task, val_fraction=0.0, train_subset=None)
     device = resolve_device(task.device)
     torch.manual_seed(seed)
-    splits = datasets.load_dataset(task.dataset, data_dir=task.data_dir, val_fraction=0.0)
-    if not hasattr(splits.train, "tensors"):
-        raise RetrainError("retrain keeps data in memory; ImageFolder data sets are not supported yet")
-    gen = torch.Generator().manual_seed(seed)
-    train = datasets.TensorLoader.from_dataset(splits.train, hparams.batch_size, shuffle=True, generator=gen,
-                                               augment=splits.info.augment)
-    test = datasets.TensorLoader.from_dataset(splits.test, task.eval_batch_size)
+    splits = load_task_data(task)
+    shuffle = torch.Generator()
+    train = splits.loader("train", hparams.batch_size, shuffle=True, generator=shuffle)
+    test = splits.loader("test", task.eval_batch_size)
     model, converted = build_model(hparams, task, splits.info)
     model.to(device)
-    optimizer = build_optimizer(hparams.optimizer, model, hparams.lr, momentum=hparams.momentum,
-                                weight_decay=hparams.weight_decay)
-    base = [g["lr"] for g in optimizer.param_groups]
-    history = []
+    optimizer = make_optimizer(hparams, model)
     start = time.time()
-    with EnergyMeter() as meter:
-        for epoch in range(int(math.ceil(epochs))):
-            for g, lr in zip(optimizer.param_groups, base):
-                g["lr"] = lr * _lr_factor(hparams, epoch, epochs)
-            frac = min(1.0, epochs - epoch)
-            limit = None if frac >= 1.0 else max(1, int(round(frac * len(train))))
-            stats = train_epoch(model, train, optimizer, device=device, max_batches=limit)
-            history.append({"epoch": epoch + 1, "train_loss": stats.loss, "train_accuracy": stats.accuracy,
-                            "seconds": stats.seconds})
-            if progress:
-                print(f"epoch {epoch + 1}/{math.ceil(epochs)}  loss {stats.loss:.4f}  train acc "
-                      f"{100 * stats.accuracy:.2f}%  {stats.seconds:.1f}s", flush=True)
+    with EnergyMeter(task.country) as meter:
+        progress = run_epochs(model, optimizer, train, hparams, generator=shuffle, seed=seed, start=0.0, stop=epochs,
+                              horizon=epochs, device=device, meter=meter)
     freeze(model)
     test_stats = evaluate(model, test, device=device)
-    deployed = _deployed_inference(model, test, device, test_stats.seconds) if converted else None
+    deployed = measure_inference(model, test, device, "float", task.country) if converted else None
     torch.save({"model": model.state_dict(), "hparams": hparams.to_dict(), "task": task.to_dict()}, out / "model.pt")
     if converted:
         export(model, out / "shift_codes.pt")
@@ -105,7 +91,12 @@ def retrain(config: Mapping[str, Any], task: Task, epochs: float, out_dir: str |
         "test_loss": test_stats.loss, "test_samples": test_stats.samples, "train_samples": len(splits.train),
         "converted_layers": converted, "training_energy_kwh": meter.reading.energy_kwh,
         "training_emissions_kg": meter.reading.emissions_kg, "energy_measured": meter.reading.measured,
-        "wall_time_s": time.time() - start, "history": history, "deployed_inference": deployed,
+        "wall_time_s": time.time() - start, "history": progress.history,
+        "deployed_inference": None if deployed is None else {
+            "path": deployed.path, "test_accuracy": deployed.stats.accuracy,
+            "images_per_second": deployed.images_per_second,
+            "emulated_images_per_second": test_stats.samples / max(test_stats.seconds, 1e-9),
+            "energy_kwh": deployed.reading.energy_kwh},
         "files": {"model": "model.pt", "shift_codes": "shift_codes.pt" if converted else None},
         "reproduce": command or "",
     }
@@ -120,17 +111,6 @@ def _deployed_row(d: dict[str, Any] | None) -> str:
         return ""
     return (f"\n| deployed ({d['path']}) | test accuracy {100 * d['test_accuracy']:.2f}%, "
             f"{d['images_per_second']:.0f} images/s (emulated: {d['emulated_images_per_second']:.0f}) |")
-
-
-def _deployed_inference(model: torch.nn.Module, test: Any, device: torch.device, emulated_s: float) -> dict[str, Any]:
-    """The same frozen model through the packed native kernels (float mode): the arithmetic it
-    ships with, its test accuracy (equal to the emulated one up to float rounding) and speed."""
-    runner = copy.deepcopy(model).eval()
-    deploy(runner, "float")
-    stats = evaluate(runner, test, device=device)
-    return {"path": inference_path(runner), "test_accuracy": stats.accuracy,
-            "images_per_second": stats.samples / max(stats.seconds, 1e-9),
-            "emulated_images_per_second": stats.samples / max(emulated_s, 1e-9)}
 
 
 def _card_markdown(card: dict[str, Any]) -> str:

@@ -13,22 +13,15 @@ from typing import Any, Mapping
 
 import yaml
 
+from ..errors import AutoDSNNError
 from ..resources import project_folder
-from ..trial.run import INFERENCE_KERNELS
-
-OBJECTIVES = {
-    "error": "validation error (fraction)",
-    "energy": "measured energy of the trial's training, kWh (CodeCarbon; cumulative over promotions)",
-    "emissions": "measured emissions of the trial's training, kg CO2eq",
-    "inference_energy": "measured energy of one inference pass over the validation set, kWh",
-    "analytic_energy": "analytic inference energy per image from autodsnn.shift.cost, pJ",
-    "model_bits": "model size in bits",
-}
+from ..trial.hparams import inference_kernels
+from ..trial.objectives import OBJECTIVES
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class ExperimentError(ValueError):
+class ExperimentError(AutoDSNNError, ValueError):
     """An experiment that cannot run; the message names the setting and the fix."""
 
 
@@ -42,29 +35,38 @@ def parse_duration(text: str | float | int | None) -> float | None:
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
+def _setting(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - argparse's own word
+    return field(default=default, metadata={"help": help, **meta})
+
+
 @dataclass(frozen=True)
 class Experiment:
-    name: str = "default"
-    dataset: str = "fashion-mnist"
-    model: str = "mnist-conv"
-    space: str = "small"                  # built-in name or YAML path
-    objectives: tuple[str, ...] = ("error", "energy")
-    min_budget: float = 1.0               # epochs
-    max_budget: float = 9.0
-    eta: int = 3
-    budget: float | None = 300.0          # wall clock seconds for the whole run
-    trials: int | None = None             # cap on finished trials
-    trial_timeout: float | None = None    # seconds per trial
-    workers: int = 2
-    scheduler: str | None = None          # address of an existing Dask scheduler
-    seed: int = 0
-    data_dir: str | None = None
-    val_fraction: float = 0.1
-    train_subset: float | None = None
-    device: str = "auto"
-    inference_kernels: str = "float"      # how the measured inference pass runs: float | integer | auto | emulation
-    initial_configs: int = 8              # random configurations before SMAC's model takes over
-    fixed: dict[str, Any] = field(default_factory=dict)  # hyperparameters fixed for every trial
+    """Everything one optimization run is about. Each field's help text (metadata) is also its
+    `autodsnn optimize` flag's help: the flags are derived from these fields."""
+
+    name: str = _setting("default", "run name: the run directory is runs/<name>-<time>")
+    dataset: str = _setting("fashion-mnist", "data set by name (`autodsnn datasets`)")
+    model: str = _setting("mnist-conv", "model by name (`autodsnn models`)")
+    space: str = _setting("small", "search space: a built-in name (dsnn, small) or a YAML path")
+    objectives: tuple[str, ...] = _setting(("error", "energy"), "one to three objectives, comma-separated: "
+                                           + ", ".join(OBJECTIVES))
+    min_budget: float = _setting(1.0, "lowest fidelity in epochs", parse=float)
+    max_budget: float = _setting(9.0, "highest fidelity in epochs", parse=float)
+    eta: int = _setting(3, "Hyperband's reduction factor between rungs", parse=int)
+    budget: float | None = _setting(300.0, "wall clock for the whole run: 90s, 30m, 48h")
+    trials: int | None = _setting(None, "stop after this many trials", parse=int)
+    trial_timeout: float | None = _setting(None, "cap one trial: e.g. 10m")
+    workers: int = _setting(2, "local Dask worker processes", parse=int)
+    scheduler: str | None = _setting(None, "address of an existing Dask scheduler, tcp://host:port")
+    seed: int = _setting(0, "seed of SMAC and of every trial", parse=int)
+    data_dir: str | None = _setting(None, "where the data set's files are")
+    val_fraction: float = _setting(0.1, "fraction of the training split held out for validation", parse=float)
+    train_subset: float | None = _setting(None, "fraction of the training part every trial trains on", parse=float)
+    device: str = _setting("auto", "auto, cpu, cuda or cuda:N")
+    inference_kernels: str = _setting("float", "how each trial's measured inference pass runs",
+                                      choices=inference_kernels)
+    initial_configs: int = _setting(8, "random configurations before SMAC's model takes over", parse=int)
+    fixed: dict[str, Any] = field(default_factory=dict)  # hyperparameters fixed for every trial (file only)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
@@ -88,9 +90,9 @@ class Experiment:
             raise ExperimentError("budget must be positive")
         if self.trials is not None and self.trials < 1:
             raise ExperimentError(f"trials must be >= 1, got {self.trials}")
-        if self.inference_kernels not in INFERENCE_KERNELS:
+        if self.inference_kernels not in inference_kernels():
             raise ExperimentError(f"inference_kernels: {self.inference_kernels!r} is not one of "
-                                  f"{', '.join(INFERENCE_KERNELS)}")
+                                  f"{', '.join(inference_kernels())}")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "Experiment":

@@ -8,7 +8,7 @@ Schema, one entry per hyperparameter under ``hyperparameters:``::
     name: {..., when: {parent: [v1, v2]}}                     # active only for those parent values
 
 ``max_layers`` stands for the model's number of convertible layers (resolved at run time). Every
-name must be a field of :class:`autodsnn.train.HParams`; a misspelling is an error before any
+name must be a field of :class:`autodsnn.trial.HParams`; a misspelling is an error before any
 trial runs.
 """
 from __future__ import annotations
@@ -21,16 +21,14 @@ import yaml
 from ConfigSpace import (CategoricalHyperparameter, ConfigurationSpace, InCondition, UniformFloatHyperparameter,
                          UniformIntegerHyperparameter)
 
+from ..errors import AutoDSNNError
 from ..resources import project_folder
-from ..trial.optim import OPTIMIZERS
-from ..trial.run import SCHEDULES, SHIFT_TYPES, HParams
+from ..trial import HParams
 
 MAX_LAYERS = "max_layers"
-_ALLOWED_CHOICES = {"shift_type": SHIFT_TYPES, "optimizer": OPTIMIZERS, "rounding": ("deterministic", "stochastic"),
-                    "schedule": SCHEDULES}
 
 
-class SpaceError(ValueError):
+class SpaceError(AutoDSNNError, ValueError):
     """A search space that `train` could not run; the message names the entry and the fix."""
 
 
@@ -77,10 +75,11 @@ def _check_entry(name: str, entry: Any) -> None:
     unknown = set(entry) - {"choices", "low", "high", "log", "type", "default", "when"}
     if unknown:
         raise SpaceError(f"hyperparameter {name!r} has unknown key {sorted(unknown)[0]!r}: use choices/low/high/log/type/default/when")
-    if "choices" in entry and name in _ALLOWED_CHOICES:
-        bad = [c for c in entry["choices"] if str(c).lower() not in _ALLOWED_CHOICES[name]]
+    allowed = HParams.choices().get(name)
+    if "choices" in entry and allowed is not None:
+        bad = [c for c in entry["choices"] if str(c).lower() not in allowed]
         if bad:
-            raise SpaceError(f"{name} choice {bad[0]!r} is not valid: use {', '.join(_ALLOWED_CHOICES[name])}")
+            raise SpaceError(f"{name} choice {bad[0]!r} is not valid: use {', '.join(allowed)}")
 
 
 def build_space(spec: Mapping[str, Any], *, max_layers: int, seed: int = 0) -> ConfigurationSpace:
@@ -120,10 +119,3 @@ def build_space(spec: Mapping[str, Any], *, max_layers: int, seed: int = 0) -> C
 
 def load_space(name_or_path: str | Path, *, max_layers: int, seed: int = 0) -> ConfigurationSpace:
     return build_space(load_space_spec(name_or_path), max_layers=max_layers, seed=seed)
-
-
-def config_to_hparams(config: Mapping[str, Any], fixed: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A sampled configuration (inactive hyperparameters absent) plus fixed values -> the plain
-    dict ``train_trial`` takes. numpy scalars become Python scalars."""
-    values = {**(fixed or {}), **{k: (v.item() if hasattr(v, "item") else v) for k, v in dict(config).items()}}
-    return values

@@ -1,6 +1,11 @@
 """The trial: one configuration x budget -> result with energy. May import: zoo, shift."""
-from .run import (HParams, Task, TrialResult, config_key, load_checkpoint, result_summary, save_checkpoint,
-                  train_trial)
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .energy import EnergyMeter, EnergyReading
+from .hparams import HParams, HParamsError, Task, config_key
+from .objectives import OBJECTIVES, Objective, ObjectiveError, objective_values
+from .records import TrialRequest, TrialResult, TrialStatus
+from .run import run_request, train_trial
 
-__all__ = ["HParams", "Task", "TrialResult", "config_key", "load_checkpoint", "result_summary", "save_checkpoint",
-           "train_trial"]
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "EnergyMeter", "EnergyReading", "HParams",
+           "HParamsError", "Task", "config_key", "OBJECTIVES", "Objective", "ObjectiveError", "objective_values",
+           "TrialRequest", "TrialResult", "TrialStatus", "run_request", "train_trial"]

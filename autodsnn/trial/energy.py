@@ -3,7 +3,8 @@
 ``with EnergyMeter() as meter: ...`` then ``meter.reading`` gives kWh, kg CO2eq and which parts
 were measured (RAPL counters for the CPU, NVML for GPUs) and which CodeCarbon estimated (CPU from
 load x TDP when there is no RAPL, RAM always from a per-GB model). The offline tracker never
-touches the network; the country sets the carbon intensity (default: $AUTODSNN_COUNTRY or DEU).
+touches the network; the country sets the carbon intensity (default: $AUTODSNN_COUNTRY or DEU,
+read when the meter is made).
 """
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")  # must precede the import to silence it
-
-DEFAULT_COUNTRY = os.environ.get("AUTODSNN_COUNTRY", "DEU")
+DEFAULT_COUNTRY = "DEU"
 _MEASURED_CPU_MODES = {"intel_rapl", "intel_power_gadget", "apple_powermetrics", "amd_rapl"}
 
 
@@ -38,7 +37,12 @@ class EnergyReading:
         return asdict(self)
 
 
+def default_country() -> str:
+    return os.environ.get("AUTODSNN_COUNTRY", DEFAULT_COUNTRY)
+
+
 def _make_tracker(country: str, measure_power_secs: float):  # noqa: ANN202
+    os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")  # read by codecarbon at its first import
     from codecarbon import OfflineEmissionsTracker
 
     logging.getLogger("codecarbon").setLevel(logging.ERROR)
@@ -66,8 +70,8 @@ class EnergyMeter:
     """Context manager around a CodeCarbon offline tracker. Never raises for tracker failures:
     the reading then carries ``error`` and zeros (a trial must not die for its meter)."""
 
-    def __init__(self, country: str = DEFAULT_COUNTRY, measure_power_secs: float = 1.0) -> None:
-        self.country = country
+    def __init__(self, country: str | None = None, measure_power_secs: float = 1.0) -> None:
+        self.country = country or default_country()
         self.measure_power_secs = measure_power_secs
         self.reading = EnergyReading()
         self._tracker: Any = None

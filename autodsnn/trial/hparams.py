@@ -1,0 +1,199 @@
+"""What a trial is: the searched hyperparameters (:class:`HParams`) and the fixed task (:class:`Task`).
+
+Each field is declared once, here: its default, its choices and its help text (field metadata).
+The `autodsnn train` flags, the search-space checks and the validation all read them from here.
+Metadata keys: ``help`` (a field without it is not a command-line flag), ``flags`` (option
+strings; default ``--field-name``), ``choices`` (a function returning the valid values, read at
+call time so registered shift modes count), ``parse`` (turns a flag's text into the value),
+``action``/``nargs``/``metavar``/``pair`` (the DeepShift flags that do not map one to one).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+from ..errors import AutoDSNNError
+from ..shift import WEIGHT_MODES
+from ..shift.kernels import DEPLOY_MODES
+from ..shift.quant import ROUNDINGS
+from ..shift import ShiftConfig, ShiftConfigError
+from .optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS
+
+SCHEDULES = ("constant", "cosine", "step")
+
+
+class HParamsError(AutoDSNNError, ValueError):
+    """A hyperparameter value that cannot be trained; the message names it and the valid values."""
+
+
+def shift_types() -> tuple[str, ...]:
+    """"none" (a float network) and every registered shift mode (DeepShift-Q, -PS, DenseShift, ...)."""
+    return ("none", *WEIGHT_MODES)
+
+
+def inference_kernels() -> tuple[str, ...]:
+    """How a trial's measured inference pass runs: a deploy mode of the native kernels, or the
+    training emulation."""
+    return (*DEPLOY_MODES, "emulation")
+
+
+def parse_depth(text: str) -> int | str:
+    """'all', '1000' (DeepShift's "all layers") or a non-negative layer count."""
+    if str(text).lower() in ("all", "1000"):
+        return "all"
+    try:
+        n = int(text)
+    except ValueError:
+        raise HParamsError(f"shift depth must be an integer or 'all', got {text!r}") from None
+    if n < 0:
+        raise HParamsError(f"shift depth must be >= 0, got {n}")
+    return n
+
+
+def parse_shift_max(text: str) -> int | str:
+    return "auto" if str(text) == "auto" else int(text)
+
+
+def _hp(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - argparse's own word
+    return field(default=default, metadata={"help": help, **meta})
+
+
+def _choices(values: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
+    return values if callable(values) else (lambda: values)
+
+
+@dataclass(frozen=True)
+class HParams:
+    """The DSNN and training hyperparameters of one trial (what the optimizer searches)."""
+
+    shift_type: str = _hp("ps", "q = DeepShift-Q, ps = DeepShift-PS, dense = DenseShift (zero-free), none = float",
+                          flags=("--shift-type", "-st"), choices=shift_types, parse=str.lower)
+    shift_depth: int | str = _hp("all", "convert the first N convertible layers counted from the input, or 'all'",
+                                 flags=("--shift-depth", "-sd"), parse=parse_depth)
+    weight_bits: int = _hp(5, "bits per weight code, 2..8", flags=("--weight-bits", "-wb"), parse=int)
+    # per layer, least rounding error: a fixed 0 flushes most weights of 2-3 bit nets to zero
+    shift_max: int | str = _hp("auto", "largest weight exponent (0: |w| <= 1; > 0 allows left shifts) or 'auto' "
+                                       "per layer", parse=parse_shift_max)
+    act_int_bits: int | None = _hp(None, "fixed-point activations: integer and fraction bits (default: float "
+                                         "activations)", flags=("--activation-bits", "-ab"), nargs=2, parse=int,
+                                   metavar=("INT", "FRAC"), pair="act_frac_bits")
+    act_frac_bits: int | None = None   # set with act_int_bits by --activation-bits INT FRAC
+    act_signed: bool = _hp(True, "fixed-point activations without a sign bit", flags=("--unsigned-activations",),
+                           action="store_false")
+    rounding: str = _hp("deterministic", "weight rounding in training", flags=("--rounding", "-r"),
+                        choices=ROUNDINGS)
+    optimizer: str = _hp("radam", "optimizer by name", flags=("--optimizer", "--opt"), choices=OPTIMIZERS,
+                         parse=str.lower)
+    lr: float = _hp(0.01, "learning rate", parse=float)
+    momentum: float = _hp(0.0, f"momentum ({', '.join(MOMENTUM_OPTIMIZERS)} only)", parse=float)
+    weight_decay: float = _hp(0.0, "weight decay of float weights (never of shift latents)",
+                              flags=("--weight-decay", "--wd"), parse=float)
+    batch_size: int = _hp(64, "training batch size", flags=("--batch-size", "-b"), parse=int)
+    schedule: str = _hp("constant", "learning-rate schedule over the schedule horizon", choices=SCHEDULES)
+    lr_step: int = _hp(0, "step schedule: decay every N epochs (0: never)", parse=int)
+    lr_gamma: float = _hp(0.1, "step schedule: factor per decay", parse=float)
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
+        set_("shift_type", str(self.shift_type).lower())
+        set_("optimizer", str(self.optimizer).lower())
+        for f in dataclasses.fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed is not None and getattr(self, f.name) not in _choices(allowed)():
+                raise HParamsError(f"unknown {f.name} {getattr(self, f.name)!r}: use one of "
+                                   f"{', '.join(_choices(allowed)())}")
+        if not self.lr > 0:
+            raise HParamsError(f"lr must be positive, got {self.lr}")
+        if self.batch_size < 1:
+            raise HParamsError(f"batch_size must be positive, got {self.batch_size}")
+        if self.momentum and self.optimizer not in MOMENTUM_OPTIMIZERS:
+            raise HParamsError(f"momentum={self.momentum} has no effect with {self.optimizer}: it applies to "
+                               f"{', '.join(MOMENTUM_OPTIMIZERS)}")
+        if self.shift_type != "none":
+            try:
+                self.shift_config("all")  # validates bits, range, rounding, activation format
+            except ShiftConfigError as exc:
+                raise HParamsError(str(exc)) from None
+
+    def shift_config(self, depth: int | str | None = None) -> ShiftConfig:
+        depth = self.shift_depth if depth is None else depth
+        return ShiftConfig(mode=self.shift_type, weight_bits=int(self.weight_bits), shift_max=self.shift_max,
+                           rounding=self.rounding, act_int_bits=self.act_int_bits, act_frac_bits=self.act_frac_bits,
+                           act_signed=bool(self.act_signed), shift_depth=depth)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def choices(cls) -> dict[str, tuple[Any, ...]]:
+        """Field -> its valid values, for the fields that have a fixed set."""
+        return {f.name: _choices(f.metadata["choices"])() for f in dataclasses.fields(cls) if "choices" in f.metadata}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "HParams":
+        """Build from a (SMAC) configuration: numpy scalars are cast, unknown keys rejected."""
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise HParamsError(f"unknown hyperparameter {unknown[0]!r}: valid ones are {', '.join(cls.names())}")
+        clean = {k: plain(v) for k, v in values.items()}
+        if isinstance(clean.get("shift_depth"), float):
+            clean["shift_depth"] = int(clean["shift_depth"])
+        try:
+            return cls(**clean)
+        except TypeError as exc:  # a value of the wrong type deep in validation
+            raise HParamsError(f"bad hyperparameter value: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a trial trains on (fixed for a whole optimization run)."""
+
+    dataset: str = _hp("mnist", "data set by name (`autodsnn datasets`)")
+    model: str = _hp("mnist-conv", "model by name (`autodsnn models`)")
+    data_dir: str | None = _hp(None, "where the data set's files are (default: offline copies, then download)")
+    val_fraction: float = _hp(0.1, "fraction of the training split held out for validation", parse=float)
+    split_seed: int = 0
+    train_subset: float | None = _hp(None, "fraction of the training part to train on (a second fidelity)",
+                                     parse=float)
+    weights: str | None = _hp(None, "start from this float checkpoint (ours)")
+    pretrained: bool = _hp(False, "torchvision's pretrained weights (needs a network)", action="store_true")
+    device: str = _hp("auto", "auto, cpu, cuda or cuda:N")
+    schedule_epochs: float | None = None  # LR schedule horizon; the optimizer sets max budget
+    eval_batch_size: int = 1000
+    measure_inference: bool = True
+    inference_kernels: str = _hp("float", "how the measured inference pass runs: deployed kernels in this mode, "
+                                          "or the emulation", choices=inference_kernels)
+    country: str | None = _hp(None, "ISO code of the country whose carbon intensity sets emissions "
+                                    "(default $AUTODSNN_COUNTRY or DEU)")
+
+    def __post_init__(self) -> None:
+        if self.inference_kernels not in inference_kernels():
+            raise HParamsError(f"inference_kernels={self.inference_kernels!r}: use one of "
+                               f"{', '.join(inference_kernels())}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars (as SMAC hands them over) -> Python scalars."""
+    return value.item() if hasattr(value, "item") and not hasattr(value, "requires_grad") else value
+
+
+# Task settings that do not change what is trained: a checkpoint stays valid across them.
+_RUN_ONLY = ("device", "eval_batch_size", "measure_inference", "inference_kernels", "country")
+
+
+def config_key(hparams: HParams, task: Task) -> str:
+    """A stable id of (hyperparameters, task): checkpoints continue only the same configuration."""
+    payload = json.dumps({"h": hparams.to_dict(),
+                          "t": {k: v for k, v in task.to_dict().items() if k not in _RUN_ONLY}},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]

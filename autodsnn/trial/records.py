@@ -1,0 +1,109 @@
+"""The records a trial is asked with and answers with: :class:`TrialRequest` -> :class:`TrialResult`.
+
+Both cross Dask as they are (pickled dataclasses), so the driver, the store and the analysis
+read typed fields, never ``dict.get`` guesses. :class:`TrialStatus` is the one list of outcomes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from .hparams import Task
+
+
+class TrialStatus(str, enum.Enum):
+    """How a trial ended (Optuna's TrialState, in our words)."""
+
+    OK = "ok"                  # trained for its whole budget and evaluated
+    FAILED = "failed"          # raised, diverged, ran out of memory, or its worker died
+    CUT_SHORT = "cut_short"    # stopped at the run's deadline or its timeout, with partial metrics
+    LOST = "lost"              # still running when the driver gave up on it
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:  # f"{status:<9}" reads "ok", not "TrialStatus.OK"
+        return format(self.value, spec)
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """One (configuration, budget) to train, with everything a worker needs and nothing it must
+    look up. Paths are absolute, resolved by the driver."""
+
+    hparams: Mapping[str, Any]       # the configuration plus the experiment's fixed values
+    budget: float                    # epochs (fractions allowed)
+    task: Task
+    seed: int = 0
+    threads: int = 0                 # torch threads on the worker; 0 keeps the worker's setting
+    checkpoint: str | None = None    # where to save the trial's checkpoint
+    resume_from: str | None = None   # a lower-budget checkpoint of the same configuration
+    deadline: float | None = None    # time.time() after which the trial stops (cut short)
+
+
+@dataclass
+class TrialResult:
+    """Everything one trial produced."""
+
+    status: TrialStatus
+    reason: str | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+    budget: float = 0.0
+    epochs_done: float = 0.0
+    resumed_from_epochs: float = 0.0
+    val_error: float | None = None
+    val_loss: float | None = None
+    train_loss: float | None = None
+    wall_time: float = 0.0
+    energy_kwh: float = 0.0
+    energy_kwh_total: float = 0.0       # including the checkpoint this trial continued from
+    emissions_kg: float = 0.0
+    energy: dict[str, Any] = field(default_factory=dict)
+    inference_energy_kwh: float | None = None
+    inference_emissions_kg: float | None = None
+    inference_seconds: float | None = None
+    inference_samples: int | None = None
+    inference_path: str | None = None
+    inference_error: float | None = None   # validation error of the model that ran the inference pass
+    inference_energy: dict[str, Any] = field(default_factory=dict)
+    analytic: dict[str, Any] = field(default_factory=dict)
+    converted_layers: int = 0
+    device: str = "cpu"
+    checkpoint: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    worker: str | None = None            # host:pid of the Dask worker that ran it
+    threads: int | None = None
+    traceback: str | None = None         # of a failed trial
+
+    def __post_init__(self) -> None:
+        self.status = TrialStatus(self.status)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is TrialStatus.OK
+
+    @classmethod
+    def failed(cls, reason: str, *, budget: float, **fields: Any) -> "TrialResult":
+        return cls(status=TrialStatus.FAILED, reason=reason, budget=float(budget), **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["status"] = self.status.value
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrialResult":
+        """From :meth:`to_dict` output (a stored trial); keys a newer version added are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def summary(self) -> str:
+        """One line for a terminal."""
+        if not self.ok and self.val_error is None:
+            return f"{self.status}: {self.reason}"
+        acc = 100 * (1 - (self.val_error or 0.0))
+        return (f"{self.status}: val acc {acc:.2f}% after {self.epochs_done:g} epochs, {self.wall_time:.1f}s, "
+                f"{self.energy_kwh * 1e3:.4f} Wh, {self.emissions_kg * 1e3:.4f} g CO2eq"
+                + (f" ({self.reason})" if self.reason else ""))
