@@ -443,7 +443,8 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="autodsnn", description="Design, train and optimize deep shift neural networks.")
+    parser = argparse.ArgumentParser(prog="autodsnn",
+                                     description="Design, train and optimize deep shift neural networks.")
     parser.add_argument("--version", action="version", version=f"autodsnn {__version__}")
     parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback and cause")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -488,7 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: say so in one line, the traceback with --debug
         if args.debug:
             raise
-        print(f"autodsnn {args.command}: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        print(f"autodsnn {args.command}: internal error: {type(exc).__name__}: "
+              f"{str(exc).splitlines()[0] if str(exc) else ''}"
               " (rerun with --debug for the traceback, and please report it)", file=sys.stderr)
         return EXIT_INTERNAL
 

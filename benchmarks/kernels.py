@@ -123,7 +123,8 @@ def linear_rows(features: int = 4096, batches: tuple[int, ...] = (1, 64), reps: 
             for cache, before in (("warm", None), ("cold", flush)):
                 ms = _interleaved(fns, reps, before)
                 base = ms["torch fp32"]
-                rows.append(Row(case, batch, cache, "torch fp32", "torch", base, 1.0, 1e3 * features * features * 4 / bandwidth))
+                rows.append(Row(case, batch, cache, "torch fp32", "torch", base, 1.0,
+                                1e3 * features * features * 4 / bandwidth))
                 for name, layer in deployed.items():
                     path = layer.path + (" (no AVX-512)" if layer.native_module is not None else "")
                     rows.append(Row(case, batch, cache, f"shift {name}", path, ms[name], base / ms[name],

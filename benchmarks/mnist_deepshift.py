@@ -75,10 +75,11 @@ def main() -> None:
             pub, measured = DEEPSHIFT[(m, t)]
             mean = statistics.mean(accs)
             spread = f"{min(accs):.2f}-{max(accs):.2f}" if len(accs) > 1 else "-"
-            rows.append([m, t, f"{mean:.2f}", spread, len(accs), f"{pub:.2f}", f"{measured:.2f}", f"{mean - measured:+.2f}"])
+            rows.append([m, t, f"{mean:.2f}", spread, len(accs), f"{pub:.2f}", f"{measured:.2f}",
+                         f"{mean - measured:+.2f}"])
     print(f"\nMNIST test accuracy (%), final epoch, {args.epochs} epochs, batch {args.batch}")
-    print(markdown_table(["model", "type", "autodsnn mean", "min-max", "seeds", "DeepShift published", "DeepShift measured",
-                 "mean vs measured"], rows))
+    print(markdown_table(["model", "type", "autodsnn mean", "min-max", "seeds", "DeepShift published",
+                          "DeepShift measured", "mean vs measured"], rows))
     print(f"wrote {write_json(args.name, {'args': vars(args), 'results': results})}")
 
 

@@ -45,7 +45,7 @@ if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
 fi
 
 # Build (or find cached) the native CPU shift kernels now, not in the middle of a first run.
-"$VENV/bin/python" -c "from autodsnn.shift.kernels import native_cpu; import sys; sys.exit(native_cpu() is None)" \
+"$VENV/bin/python" -c "from autodsnn.shift.native import native_cpu; import sys; sys.exit(native_cpu() is None)" \
   && echo "[setup] native CPU shift kernels: ready" \
   || echo "[setup] native CPU shift kernels unavailable: layers use the PyTorch fallback"
 # Where a GPU and the CUDA toolkit exist, the CUDA kernels too (about 2 minutes the first time).

@@ -55,7 +55,8 @@ def test_every_hyperparameter_is_reachable_from_the_command_line():
     assert hp == HParams(shift_type="dense", shift_depth=3, weight_bits=3, shift_max=-2, act_int_bits=4,
                          act_frac_bits=8, act_signed=False, rounding="stochastic", optimizer="sgd", lr=0.2,
                          momentum=0.9, weight_decay=1e-4, batch_size=32, schedule="step", lr_step=2, lr_gamma=0.5)
-    assert HParams(**dataclass_values(HParams, build_parser().parse_args(["train", "-sd", "1000"]))).shift_depth == "all"
+    assert (HParams(**dataclass_values(HParams, build_parser().parse_args(["train", "-sd", "1000"]))).shift_depth
+            == "all")
 
 
 def test_optimize_flags_override_only_what_is_given():

@@ -158,7 +158,8 @@ def test_experiment_validation_and_durations():
 def test_objective_values():
     ok = TrialResult(status="ok", val_error=0.1, energy_kwh=2e-5, energy_kwh_total=3e-5, emissions_kg=1e-5,
                      analytic={"energy_pj_per_sample": 5.0, "model_bits": 100})
-    assert objective_values(ok, ("error", "energy", "model_bits")) == {"error": 0.1, "energy": 3e-5, "model_bits": 100.0}
+    assert objective_values(ok, ("error", "energy", "model_bits")) == {"error": 0.1, "energy": 3e-5,
+                                                                        "model_bits": 100.0}
     # emissions of a promoted trial cover the whole chain: scaled by total / own energy
     assert objective_values(ok, ("emissions",))["emissions"] == pytest.approx(1.5e-5)
     failed = TrialResult(status=TrialStatus.FAILED, val_error=0.1)
@@ -182,8 +183,9 @@ def test_a_trial_that_kills_its_worker_is_recorded_and_the_run_goes_on(tmp_path)
     optimize(Experiment(**{**TINY, "space": space}, budget=40), tmp_path / "run", trial_fn=_killing_trial)
     trials, summary = rows(tmp_path / "run"), summary_of(tmp_path / "run")
     killed = [t for t in trials if t.config.get("shift_type") == "q"]
-    assert killed and all(t.status == "failed" and "worker" in t.reason for t in killed), \
-        [(t.trial_id, t.status, t.reason) for t in killed]
+    unexplained = [(t.trial_id, t.status, t.reason) for t in killed
+                   if not (t.status == "failed" and "worker" in t.reason)]
+    assert killed and not unexplained, unexplained  # only the odd ones, whole (a flake was cut off once)
     assert all(t.result.wall_time > 0 for t in killed)  # the lost attempt's time is kept
     ok_after = [t for t in trials if t.status == "ok" and t.trial_id > killed[0].trial_id]
     assert ok_after and summary.counts.get("ok", 0) >= 3

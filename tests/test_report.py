@@ -88,8 +88,9 @@ def test_report_opens_in_headless_chromium(tmp_path):
     text = report.read_text()
     assert "<img" in text and "Pareto configurations" in text and "diverged" in text
     shot = tmp_path / "shot.png"
-    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    proc = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync",
                            f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
                            report.as_uri()], capture_output=True, text=True, timeout=120)
     assert shot.exists(), proc.stderr[-2000:]

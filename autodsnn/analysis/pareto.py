@@ -224,7 +224,8 @@ def multi_run_info(runs: Sequence[Run], objectives: Sequence[str] | None = None,
         raise ParetoError("give at least one run")
     objectives = tuple(objectives or runs[0].experiment.get("objectives") or ("error", "energy"))
     infos = [front_info(r, objectives, budget) for r in runs]
-    reference = np.asarray(ref, dtype=float) if ref is not None else reference_point(np.vstack([i.points for i in infos]))
+    reference = (np.asarray(ref, dtype=float) if ref is not None
+                 else reference_point(np.vstack([i.points for i in infos])))
     for i in infos:
         i.ref = reference
         i.hypervolume = hypervolume(i.points[i.front_mask], reference)

@@ -104,7 +104,8 @@ def plot_front(info: FrontInfo, path: str | Path, *, title: str | None = None, d
                  title=title or f"{ox} vs {oy}: hypervolume {info.hypervolume:.4g}", dpi=dpi)
 
 
-def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *, title: str = "hypervolume over time") -> Path:
+def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *,
+                     title: str = "hypervolume over time") -> Path:
     path = Path(path)
     _check_format(path)
     fig, ax = _figure((6.5, 3.6))

@@ -79,21 +79,29 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
     if info.default_index is not None:
         default_row = _metrics_row(info.trials[info.default_index], obj, None, "default")
     knee_trial = info.trials[info.knee_index].trial_id if info.knee_index is not None else "-"
-    fail_rows = "".join(f"<tr><td class='l'>{t.trial_id}</td><td>{t.budget:g}</td><td class='l'>{html.escape(t.status)}</td>"
+    fail_rows = "".join(f"<tr><td class='l'>{t.trial_id}</td><td>{t.budget:g}</td>"
+                        f"<td class='l'>{html.escape(t.status)}</td>"
                         f"<td class='l'>{html.escape(t.reason or '')}</td></tr>" for t in failures)
-    settings = "".join(f"<tr><td class='l'>{html.escape(k)}</td><td class='l'>{_fmt(v)}</td></tr>" for k, v in exp.items())
-    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>AutoDSNN run {html.escape(str(exp.get('name', '')))}</title>
+    settings = "".join(f"<tr><td class='l'>{html.escape(k)}</td><td class='l'>{_fmt(v)}</td></tr>"
+                       for k, v in exp.items())
+    doc = f"""<!doctype html><html><head><meta charset="utf-8">\
+<title>AutoDSNN run {html.escape(str(exp.get('name', '')))}</title>
 <style>{_CSS}</style></head><body>
 <h1>AutoDSNN run: {html.escape(str(exp.get('name', '')))}</h1>
-<p>{html.escape(str(exp.get('model')))} on {html.escape(str(exp.get('dataset')))}, objectives {html.escape(', '.join(obj))};
-{sum(counts.values())} trials ({html.escape(', '.join(f'{k} {v}' for k, v in sorted(counts.items())))}) in {elapsed / 60:.1f} min.
+<p>{html.escape(str(exp.get('model')))} on {html.escape(str(exp.get('dataset')))}, \
+objectives {html.escape(', '.join(obj))};
+{sum(counts.values())} trials \
+({html.escape(', '.join(f'{k} {v}' for k, v in sorted(counts.items())))}) in {elapsed / 60:.1f} min.
 Front at {info.budget:g} epochs: {int(info.front_mask.sum())} configurations, hypervolume {info.hypervolume:.5g}
 (reference point {html.escape(', '.join(f'{v:.4g}' for v in info.ref))}), knee: trial {knee_trial}.</p>
 <h2>Error vs energy</h2>{front_img}
 <h2>Pareto configurations</h2><table>{head}{''.join(rows)}</table>
-<h2>Default configuration</h2><table>{head}{default_row or '<tr><td class="l">the default has no result at this budget</td></tr>'}</table>
+<h2>Default configuration</h2>\
+<table>{head}{default_row or '<tr><td class="l">the default has no result at this budget</td></tr>'}</table>
 <h2>Hypervolume over time</h2>{hv_img}
-<h2>Failed and cut-short trials</h2><table><tr><th class='l'>trial</th><th>budget</th><th class='l'>status</th><th class='l'>reason</th></tr>{fail_rows or '<tr><td class="l" colspan=4>none</td></tr>'}</table>
+<h2>Failed and cut-short trials</h2>\
+<table><tr><th class='l'>trial</th><th>budget</th><th class='l'>status</th><th class='l'>reason</th></tr>\
+{fail_rows or '<tr><td class="l" colspan=4>none</td></tr>'}</table>
 <h2>Experiment</h2><table>{settings}</table>
 <p class="muted">written {time.strftime('%Y-%m-%d %H:%M')} by autodsnn report</p></body></html>"""
     out.parent.mkdir(parents=True, exist_ok=True)

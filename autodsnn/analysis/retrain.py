@@ -52,7 +52,8 @@ def pick_trial(run: Run, pick: str, objectives: tuple[str, ...] | None = None) -
         if objective is None or objective not in info.objectives:
             raise RetrainError(f"--pick {pick} needs the objective in the run ({', '.join(info.objectives)})")
         chosen = min(front, key=lambda t: t.objectives[objective])
-    return chosen.config, f"{pick} of the Pareto front at {info.budget:g} epochs (trial {chosen.trial_id}) of run {run.path}"
+    return chosen.config, (f"{pick} of the Pareto front at {info.budget:g} epochs (trial {chosen.trial_id}) "
+                           f"of run {run.path}")
 
 
 def retrain(config: Mapping[str, Any], task: Task, epochs: float, out_dir: str | Path, *, seed: int = 0,

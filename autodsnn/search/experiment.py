@@ -112,7 +112,8 @@ class Experiment:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ExperimentError(f"unknown experiment setting {unknown[0]!r}: valid ones are {', '.join(sorted(known))}")
+            raise ExperimentError(f"unknown experiment setting {unknown[0]!r}: "
+                                  f"valid ones are {', '.join(sorted(known))}")
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:

@@ -207,7 +207,8 @@ class _Optimizer:
         left = max(0.0, self.deadline - time.time())
         vals = "  ".join(f"{o} {v:.4g}" for o, v in objectives.items()) or (result.reason or "")[:80]
         tag = " default" if pending.is_default else ""
-        log.info(f"[{trial_id:>4}] budget {pending.budget:>4g}  {result.status:<9} {vals}  {result.wall_time:.1f}s{tag} | "
+        log.info(f"[{trial_id:>4}] budget {pending.budget:>4g}  {result.status:<9} {vals}  "
+                 f"{result.wall_time:.1f}s{tag} | "
                  f"ok {counts.get(TrialStatus.OK, 0)}, failed {counts.get(TrialStatus.FAILED, 0)}"
                  + (f", {left / 60:.1f} min left" if math.isfinite(left) else ""))
         self._maybe_warn_budget(pending, result)
@@ -347,7 +348,8 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     remaining = (experiment.budget - elapsed_before) if experiment.budget else math.inf
     if remaining <= 0:
         run.close()
-        raise OptimizeError(f"the run's budget of {experiment.budget:.0f}s is used up: pass a larger --budget to continue")
+        raise OptimizeError(f"the run's budget of {experiment.budget:.0f}s is used up: "
+                            "pass a larger --budget to continue")
     deadline = time.time() + remaining
     own_client = client is None
     cluster = None
@@ -356,10 +358,12 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     else:
         slots, threads = worker_slots(client), 0
     loop = _Optimizer(experiment, run, facade, client, slots, threads, deadline, elapsed_before, trial_fn)
-    log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} ({len(list(space.values()))} "
+    log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} "
+        f"({len(list(space.values()))} "
         f"hyperparameters, shift depth up to {max_layers}), objectives {', '.join(experiment.objectives)}, "
         f"budgets {experiment.min_budget:g}..{experiment.max_budget:g} epochs (eta {experiment.eta}), "
-        f"{slots} worker slot(s), " + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))
+        f"{slots} worker slot(s), "
+        + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))
     try:
         with warnings.catch_warnings():
             # SMAC's random forest averages empty leaves early in a run: numpy's notices say

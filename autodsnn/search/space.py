@@ -74,7 +74,8 @@ def _check_entry(name: str, entry: Any) -> None:
         raise SpaceError(f"hyperparameter {name!r} must be a mapping like {{low: 1, high: 5}} or {{choices: [...]}}")
     unknown = set(entry) - {"choices", "low", "high", "log", "type", "default", "when"}
     if unknown:
-        raise SpaceError(f"hyperparameter {name!r} has unknown key {sorted(unknown)[0]!r}: use choices/low/high/log/type/default/when")
+        raise SpaceError(f"hyperparameter {name!r} has unknown key {sorted(unknown)[0]!r}: "
+                         "use choices/low/high/log/type/default/when")
     allowed = HParams.choices().get(name)
     if "choices" in entry and allowed is not None:
         bad = [c for c in entry["choices"] if str(c).lower() not in allowed]
@@ -93,7 +94,8 @@ def build_space(spec: Mapping[str, Any], *, max_layers: int, seed: int = 0) -> C
         try:
             if "choices" in entry:
                 choices = [str(c).lower() if isinstance(c, str) else c for c in entry["choices"]]
-                hp = CategoricalHyperparameter(name, choices, default_value=str(default).lower() if isinstance(default, str) else default)
+                hp = CategoricalHyperparameter(
+                    name, choices, default_value=str(default).lower() if isinstance(default, str) else default)
             else:
                 low, high = _resolve(entry["low"], max_layers), _resolve(entry["high"], max_layers)
                 is_int = entry.get("type") == "int"

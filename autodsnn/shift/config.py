@@ -108,11 +108,13 @@ class ShiftConfig:
         data = dict(data)
         version = data.pop("version", CONFIG_VERSION)
         if version > CONFIG_VERSION:
-            raise ShiftConfigError(f"ShiftConfig version {version} is newer than this autodsnn ({CONFIG_VERSION}): upgrade autodsnn")
+            raise ShiftConfigError(f"ShiftConfig version {version} is newer than this autodsnn ({CONFIG_VERSION}): "
+                                   "upgrade autodsnn")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ShiftConfigError(f"unknown ShiftConfig field {unknown[0]!r}: valid fields are {', '.join(sorted(known))}")
+            raise ShiftConfigError(f"unknown ShiftConfig field {unknown[0]!r}: "
+                                   f"valid fields are {', '.join(sorted(known))}")
         return cls(**data)
 
     def to_json(self) -> str:

@@ -94,7 +94,8 @@ def _kind_of(module: nn.Module) -> str | None:
 
 def _forward_order(model: nn.Module, example_inputs: Any, names: dict[nn.Module, str]) -> list[str]:
     seen: list[str] = []
-    handles = [m.register_forward_pre_hook(lambda mod, _inp: seen.append(names[mod]) if names[mod] not in seen else None)
+    handles = [m.register_forward_pre_hook(
+                   lambda mod, _inp: seen.append(names[mod]) if names[mod] not in seen else None)
                for m in names]
     was_training = model.training
     try:
@@ -250,7 +251,8 @@ def load_codes(model: nn.Module, exported: Union[dict[str, Any], str, os.PathLik
     modules = dict(model.named_modules())
     for name, entry in data["layers"].items():
         if name not in modules:
-            raise ShiftConfigError(f"exported layer {name!r} does not exist in this model: load into the same architecture")
+            raise ShiftConfigError(f"exported layer {name!r} does not exist in this model: "
+                                   "load into the same architecture")
         layer = modules[name]
         act = entry["activation"]
         cfg = ShiftConfig(mode=entry["mode"], weight_bits=entry["weight_bits"], shift_max=entry["shift_max"],
@@ -259,12 +261,14 @@ def load_codes(model: nn.Module, exported: Union[dict[str, Any], str, os.PathLik
                           act_signed=True if act is None else act["signed"])
         if not is_shift_layer(layer):
             if _kind_of(layer) != entry["kind"]:
-                raise ShiftConfigError(f"layer {name!r} is {type(layer).__name__}, the export has a {entry['kind']} layer there")
+                raise ShiftConfigError(f"layer {name!r} is {type(layer).__name__}, "
+                                       f"the export has a {entry['kind']} layer there")
             new = _CONVERTERS[type(layer)][1](layer, cfg)
             replace_module(model, layer, new)
             layer = new
         if list(layer.sign_and_shift()[0].shape) != entry["shape"]:
-            raise ShiftConfigError(f"layer {name!r} has shape {list(layer.sign_and_shift()[0].shape)}, the export {entry['shape']}")
+            raise ShiftConfigError(f"layer {name!r} has shape {list(layer.sign_and_shift()[0].shape)}, "
+                                   f"the export {entry['shape']}")
         codes = cfg.code_set()
         if entry.get("has_zero", codes.has_zero) != codes.has_zero:
             raise ShiftConfigError(f"layer {name!r} was exported with has_zero={entry['has_zero']}, but mode "

@@ -93,7 +93,8 @@ class Cost:
         e = self.energy_pj
         return (f"params {self.params:,} ({self.shift_params:,} shift) | MACs {self.macs:,} | shifts {self.shifts:,} | "
                 f"adds {self.adds:,} | muls {self.muls:,} | size {self.model_megabytes:.3f} MB | energy "
-                f"{self.total_energy_pj / 1e6:.3f} uJ (compute {(self.total_energy_pj - e['weight_memory']) / 1e6:.3f}, "
+                f"{self.total_energy_pj / 1e6:.3f} uJ "
+                f"(compute {(self.total_energy_pj - e['weight_memory']) / 1e6:.3f}, "
                 f"weights from DRAM {e['weight_memory'] / 1e6:.3f})")
 
 
@@ -117,7 +118,8 @@ def _shift_layer_cost(name: str, layer: nn.Module, out: torch.Tensor, table: Ene
                      energy_pj=ops * per_shift + (ops + bias_adds) * per_add)
 
 
-def _float_layer_cost(name: str, module: nn.Module, inp: torch.Tensor, out: torch.Tensor, table: EnergyTable) -> LayerCost:
+def _float_layer_cost(name: str, module: nn.Module, inp: torch.Tensor, out: torch.Tensor,
+                     table: EnergyTable) -> LayerCost:
     own = sum(p.numel() for p in module.parameters(recurse=False))
     row = LayerCost(name, type(module).__name__, params=own, bits=32 * own)
     if isinstance(module, (nn.Conv2d, nn.Linear)):

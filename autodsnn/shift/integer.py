@@ -128,8 +128,9 @@ def reference_linear(x: torch.Tensor, weights: torch.Tensor, p: IntegerPlan) -> 
     return _finish(acc, p, 1).reshape(*x.shape[:-1], -1)
 
 
-def reference_conv2d(x: torch.Tensor, weights: torch.Tensor, p: IntegerPlan, kernel_size: tuple[int, int], stride: tuple[int, int],
-                     padding: tuple[int, int], dilation: tuple[int, int], groups: int) -> torch.Tensor:
+def reference_conv2d(x: torch.Tensor, weights: torch.Tensor, p: IntegerPlan, kernel_size: tuple[int, int],
+                     stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int],
+                     groups: int) -> torch.Tensor:
     """Exact integer-mode output of a conv layer: integer im2col (through float64, exact for
     these magnitudes) and an int64 matrix product per group."""
     n, c, h, w = x.shape

@@ -299,8 +299,8 @@ class DeployedShiftConv2d(_Deployed):
         assert plan is not None
         if not plan.fits_int32:
             self.path = "torch integer (exact reference)"
-            return integer.reference_conv2d(x.cpu(), self.integer_weight(), plan, self.kernel_size, self.stride, self.padding,
-                                            self.dilation, self.groups).to(x.device)
+            return integer.reference_conv2d(x.cpu(), self.integer_weight(), plan, self.kernel_size, self.stride,
+                                            self.padding, self.dilation, self.groups).to(x.device)
         self.path = "native-cuda integer"
         return native.conv2d_int(x.contiguous(), self.packed, self.bits, t["shifts"], plan.in_scale, plan.lo, plan.hi,
                                  t["offset"], plan.out_scale, t["bias_float"], *self._geometry())
@@ -308,7 +308,8 @@ class DeployedShiftConv2d(_Deployed):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
-                f"{self.codes.describe()}, {self.mode} mode" + (", BatchNorm folded" if self.folded_scale is not None else ""))
+                f"{self.codes.describe()}, {self.mode} mode"
+                + (", BatchNorm folded" if self.folded_scale is not None else ""))
 
 
 DEPLOYED_LAYERS = (DeployedShiftLinear, DeployedShiftConv2d)

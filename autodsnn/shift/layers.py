@@ -14,6 +14,7 @@ weight the layer computes with, ``layer.sign_and_shift()`` its integer codes.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +82,7 @@ class WeightQuantizer(nn.Module):
         """Keep latent parameters in their meaningful range (called before each training step's
         forward): an unbounded latent can drift where its gradient can no longer bring it back."""
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict, prefix, *args: Any, **kwargs: Any) -> None:  # noqa: ANN001
         # shift_max may be per layer ("auto"): the checkpoint's value defines the code set.
         key = prefix + "shift_max"
         if key in state_dict:
@@ -201,10 +202,11 @@ class FrozenWeight(WeightQuantizer):
                self.dtype_ref.dtype)
         if self._cache is None or self._cache[0] != key:
             dtype = self.dtype_ref.dtype
-            self._cache = (key, self.sign.to(dtype) * pow2(self.shift, dtype, (self.codes.shift_min, self.codes.shift_max)))
+            self._cache = (key, self.sign.to(dtype)
+                           * pow2(self.shift, dtype, (self.codes.shift_min, self.codes.shift_max)))
         return self._cache[1]
 
-    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202
+    def _apply(self, fn, *args: Any, **kwargs: Any):  # noqa: ANN001, ANN202
         self._cache = None  # .to()/.cuda() move the buffers: rebuild the float weight
         return super()._apply(fn, *args, **kwargs)
 
@@ -228,12 +230,12 @@ class InputQuantizer(nn.Module):
 
 class _RoundToGridSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, frac_bits: int):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, frac_bits: int) -> torch.Tensor:  # type: ignore[override]
         scale = 2.0 ** frac_bits
         return torch.round(x * scale) / scale
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         return grad, None
 
 
@@ -297,7 +299,8 @@ class ShiftConv2d(_ShiftLayerMixin, nn.Conv2d):
     """`nn.Conv2d` with power-of-two weights (and optionally fixed-point inputs)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,  # noqa: ANN001
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 dilation=1, groups: int = 1, bias: bool = True,  # noqa: ANN001
+                 padding_mode: str = "zeros",
                  device=None, dtype=None, *, config: ShiftConfig = ShiftConfig(),  # noqa: ANN001
                  weight: torch.Tensor | None = None) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,

@@ -100,7 +100,8 @@ def build_extension(build_dir: Path, cuda_home: str | None = None, arch_list: st
     arch_tag = re.sub(r"[^0-9A-Za-z]+", "_", arch)
     build_dir.mkdir(parents=True, exist_ok=True)
     try:
-        return cpp_extension.load(name=EXTENSION_NAME, sources=[str(project_folder("native") / "shift_cuda.cu")], extra_cflags=["-O3"],
+        return cpp_extension.load(name=EXTENSION_NAME, sources=[str(project_folder("native") / "shift_cuda.cu")],
+                                  extra_cflags=["-O3"],
                                   extra_cuda_cflags=CUDA_FLAGS + [f"-DAUTODSNN_CUDA_ARCHS={arch_tag}"],
                                   build_directory=str(build_dir), verbose=verbose)
     finally:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -204,14 +205,14 @@ class _RoundPow2STE(torch.autograd.Function):
     """Q mode: w -> sign * 2^round(log2|w|); gradient passes straight through."""
 
     @staticmethod
-    def forward(ctx, w, codes: CodeSet, stochastic: bool):  # type: ignore[override]
+    def forward(ctx: Any, w: torch.Tensor, codes: CodeSet, stochastic: bool) -> torch.Tensor:  # type: ignore[override]
         if not stochastic:
             return round_pow2_values(w, codes)
         sign, exp = quantize_pow2(w, codes, stochastic)
         return sign * pow2(exp, w.dtype, (codes.shift_min, codes.shift_max))
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         return grad, None, None
 
 
@@ -224,7 +225,8 @@ class _PSWeight(torch.autograd.Function):
     dL/dP = dL/dW * W * ln 2 and dL/dS = dL/dW * 2^round(P) (rounding treated as identity)."""
 
     @staticmethod
-    def forward(ctx, shift, sign, codes: CodeSet, stochastic: bool):  # type: ignore[override]
+    def forward(ctx: Any, shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet,  # type: ignore[override]
+                stochastic: bool) -> torch.Tensor:
         if stochastic:
             floor_p = torch.floor(shift)
             p = floor_p + (torch.rand_like(shift) < (shift - floor_p)).to(shift.dtype)
@@ -238,7 +240,7 @@ class _PSWeight(torch.autograd.Function):
         return w
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         w, magnitude = ctx.saved_tensors
         return grad * w * math.log(2.0), grad * magnitude, None, None
 
@@ -255,7 +257,8 @@ class _DenseWeight(torch.autograd.Function):
     dL/ds = dL/dW * 2^round(log2 m). The scale latent ``m`` gets dL/dm = dL/dW * sgn(s)."""
 
     @staticmethod
-    def forward(ctx, sign_latent, magnitude, codes: CodeSet, stochastic: bool):  # type: ignore[override]
+    def forward(ctx: Any, sign_latent: torch.Tensor, magnitude: torch.Tensor, codes: CodeSet,  # type: ignore[override]
+                stochastic: bool) -> torch.Tensor:
         if stochastic:
             _, exp = quantize_pow2(magnitude.abs(), codes, stochastic)
             scale = pow2(exp, magnitude.dtype, (codes.shift_min, codes.shift_max))
@@ -266,7 +269,7 @@ class _DenseWeight(torch.autograd.Function):
         return w
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         (w,) = ctx.saved_tensors
         return grad * w.abs(), grad * torch.sign(w), None, None
 
@@ -337,7 +340,7 @@ class _FixedPointSTE(torch.autograd.Function):
     against 2.35 ms for torch.fake_quantize_per_tensor_affine (and 0.33 ms for a ReLU)."""
 
     @staticmethod
-    def forward(ctx, x, fmt: FixedPoint):  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, fmt: FixedPoint) -> torch.Tensor:  # type: ignore[override]
         scale = 2.0 ** fmt.frac_bits
         lo = representable(fmt.qmin, x.dtype, up=True) / scale
         hi = representable(fmt.qmax, x.dtype, up=False) / scale
@@ -350,7 +353,7 @@ class _FixedPointSTE(torch.autograd.Function):
         return torch.clamp(x, lo, hi).mul_(scale).round_().mul_(1.0 / scale)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return torch.ops.aten.hardtanh_backward(grad, x, *ctx.bounds), None
 

@@ -74,9 +74,9 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
             result.reason = f"deadline reached after {progress.epochs_done:.3g} of {budget:g} epochs"
 
         if checkpoint_path is not None:
-            result.checkpoint = str(save_checkpoint(Path(checkpoint_path), model, optimizer, progress.epochs_done,
-                                                    hparams, task,
-                                                    extra={"energy_kwh_total": prior_energy + meter.reading.energy_kwh}))
+            result.checkpoint = str(save_checkpoint(
+                Path(checkpoint_path), model, optimizer, progress.epochs_done, hparams, task,
+                extra={"energy_kwh_total": prior_energy + meter.reading.energy_kwh}))
         if export_path is not None and result.converted_layers:
             export(model, export_path)
         if task.measure_inference:

@@ -64,7 +64,7 @@ def load_uint8(name: str, paths: Sequence[Path], decode: Callable[[], Tensors]) 
     if cache_file.is_file():
         try:
             return torch.load(cache_file, map_location="cpu", weights_only=True)
-        except Exception as exc:  # a truncated or foreign file: decode again
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: decode again
             log.warning("ignoring unreadable cache file %s (%s)", cache_file, exc)
     raw = decode()
     try:

@@ -114,7 +114,8 @@ def test_config_roundtrip_and_version():
 
 
 # vgg16 (138 M parameters) takes ~10 s per mode on 2 cores: one mode is enough for its layer mix.
-@pytest.mark.parametrize("name,size,mode", [(n, s, m) for n, s in [("resnet18", 64), ("mobilenet_v2", 64), ("googlenet", 64)]
+@pytest.mark.parametrize("name,size,mode", [(n, s, m)
+                                            for n, s in [("resnet18", 64), ("mobilenet_v2", 64), ("googlenet", 64)]
                                             for m in ("q", "ps", "dense")] + [("vgg16", 32, "ps")])
 def test_torchvision_models_convert_forward_backward(name, size, mode):
     kw = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}

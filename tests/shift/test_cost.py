@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from autodsnn.shift import ENERGY_45NM, ConvShiftConv, ShiftConfig, ShiftConv2d, convert, cost
+from autodsnn.shift import ENERGY_45NM, ConvShiftConv, ShiftConfig, convert, cost
 
 
 def test_float_conv_counts():

@@ -54,7 +54,8 @@ def tables(weight_bits: int, has_zero: bool, shift_max: int) -> tuple[torch.Tens
     else to 2^(shift_max - j); kbase is the smallest exponent."""
     code_bits = code_bits_for(weight_bits)
     sign_bit = 1 << (code_bits - 1)
-    exps = {j: shift_max - (j - 1 if has_zero else j) for j in range(2 ** (weight_bits - 1)) if not (has_zero and j == 0)}
+    exps = {j: shift_max - (j - 1 if has_zero else j) for j in range(2 ** (weight_bits - 1))
+            if not (has_zero and j == 0)}
     kbase = min(exps.values())
     values = torch.zeros(2 ** code_bits, dtype=torch.float32)
     shifts = torch.full((2 ** code_bits,), 32, dtype=torch.int32)

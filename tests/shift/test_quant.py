@@ -109,7 +109,8 @@ def test_ps_gradients_match_deepshift_formulas_float64():
     # The same gradients from autograd through a smooth surrogate that equals W at this point:
     p2, s2 = p.detach().clone().requires_grad_(), s.detach().clone().requires_grad_()
     sign = torch.floor(s.detach() + 0.5)
-    surrogate = (sign + (s2 - s2.detach())) * torch.exp2(rounded_p + (p2 - p2.detach())) * torch.where(sign == 0, 0.0, 1.0).double()
+    surrogate = ((sign + (s2 - s2.detach())) * torch.exp2(rounded_p + (p2 - p2.detach()))
+                 * torch.where(sign == 0, 0.0, 1.0).double())
     surrogate = surrogate + (s2 - s2.detach()) * torch.exp2(rounded_p) * (sign == 0)
     (surrogate * g).sum().backward()
     assert torch.allclose(p2.grad, p.grad, atol=1e-12) and torch.allclose(s2.grad, s.grad, atol=1e-12)
