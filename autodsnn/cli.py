@@ -412,6 +412,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
     from .analysis.retrain import load_config_file, pick_trial, retrain
+    from .search import Experiment
     from .store import Run
     from .trial import Task
 
@@ -420,14 +421,16 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
         exp: dict = {}
         if not (args.dataset and args.model and args.epochs):
             raise CLIError("--from-config needs --dataset, --model and --epochs")
+        task = Task(dataset=args.dataset, model=args.model)
     else:
         if not args.run:
             raise CLIError("give a run directory to pick from, or --from-config FILE")
         with Run.open(args.run) as run:
             exp = run.experiment
             config, chosen = pick_trial(run, args.pick)
-    task = Task(dataset=args.dataset or exp.get("dataset"), model=args.model or exp.get("model"),
-                data_dir=args.data_dir or exp.get("data_dir"), device=args.device or exp.get("device", "auto"))
+        task = Experiment.from_dict(exp).task()
+    given = {"dataset": args.dataset, "model": args.model, "data_dir": args.data_dir, "device": args.device}
+    task = dataclasses.replace(task, **{k: v for k, v in given.items() if v is not None})
     epochs = args.epochs or float(exp.get("max_budget"))
     out = Path(args.out or (Path(args.run) / f"retrain-{args.pick}" if args.run else "runs/retrain"))
     command = "autodsnn " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("autodsnn") else \

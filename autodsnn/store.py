@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import AutoDSNNError
-from .trial.objectives import OBJECTIVES, objective_values
+from .trial.objectives import OBJECTIVES, all_objective_values
 from .trial.records import TrialResult, TrialStatus
 
 SCHEMA_VERSION = 2  # 2: a column per scalar result field and per objective, traceback kept
@@ -69,12 +69,7 @@ class TrialRow:
     @functools.cached_property
     def objectives(self) -> dict[str, float]:
         """Every registered objective this trial has a value for (empty unless it succeeded)."""
-        values = {}
-        for name in OBJECTIVES:
-            value = objective_values(self.result, (name,))
-            if value is not None:
-                values.update(value)
-        return values
+        return all_objective_values(self.result)
 
 
 class Run:
@@ -163,9 +158,8 @@ class Run:
             "ended_at": ended_at if ended_at is not None else time.time(), "told": json.dumps(told or {}),
             "result": json.dumps(result.to_dict(), default=str)}
         row.update({c: getattr(result, c) for c in _RESULT_COLUMNS})
-        for name, column in _OBJECTIVE_COLUMNS.items():
-            value = objective_values(result, (name,))
-            row[column] = None if value is None else value[name]
+        objectives = all_objective_values(result)
+        row.update({column: objectives.get(name) for name, column in _OBJECTIVE_COLUMNS.items()})
         keys = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         with self._conn:  # one transaction per trial

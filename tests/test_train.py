@@ -105,3 +105,18 @@ def test_shift_latents_get_no_weight_decay():
     no_decay = {id(p) for p in groups["shift_latents_norms_biases"]["params"]}
     assert id(model[0].weight_quant.shift) in no_decay and id(model[0].weight_quant.sign) in no_decay
     assert groups["weights"]["weight_decay"] == 0.1 and id(model[1].weight) not in no_decay
+
+
+def test_retrain_and_a_trial_run_the_same_loop(tmp_path):
+    """Same configuration, seed and data: retraining trains exactly as a trial does, fractional
+    last epoch included (one epoch loop, one schedule, one partial-epoch rule)."""
+    from autodsnn.analysis.retrain import retrain
+
+    config = {"shift_type": "ps", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "schedule": "cosine",
+              "batch_size": 32}
+    task = Task(dataset="digits", model="mnist-fc", val_fraction=0.0, measure_inference=False)
+    trial = train_trial(config, 1.5, task=task, seed=3)
+    card = retrain(config, task, 1.5, tmp_path / "retrain", seed=3)
+    assert trial.ok, trial.reason
+    assert [h["epoch"] for h in card["history"]] == [h["epoch"] for h in trial.history] == [1.0, 1.5]
+    assert [h["train_loss"] for h in card["history"]] == [h["train_loss"] for h in trial.history]

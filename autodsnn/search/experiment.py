@@ -15,7 +15,7 @@ import yaml
 
 from ..errors import AutoDSNNError
 from ..resources import project_folder
-from ..trial.hparams import inference_kernels
+from ..trial.hparams import Task, inference_kernels
 from ..trial.objectives import OBJECTIVES
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -123,6 +123,13 @@ class Experiment:
 
     def replace(self, **changes: Any) -> "Experiment":
         return dataclasses.replace(self, **changes)
+
+    def task(self) -> Task:
+        """What every trial of the run trains on. The learning-rate schedule spans ``max_budget``,
+        so a Hyperband promotion continuing a lower-budget checkpoint equals training from scratch."""
+        return Task(dataset=self.dataset, model=self.model, data_dir=self.data_dir, val_fraction=self.val_fraction,
+                    train_subset=self.train_subset, device=self.device, schedule_epochs=float(self.max_budget),
+                    inference_kernels=self.inference_kernels)
 
     # Settings that may change on --resume without changing what the run is.
     RESUMABLE = ("budget", "trials", "trial_timeout", "workers", "scheduler", "device", "data_dir")

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from ..errors import AutoDSNNError
 from ..store import Run
-from ..trial import HParams, Task, TrialRequest, TrialResult, TrialStatus
+from ..trial import HParams, TrialRequest, TrialResult, TrialStatus
 from ..trial.hparams import plain
 from ..trial.objectives import crash_costs, objective_values
 from ..zoo import dataset_info, find_local, load_dataset, normalize_name, num_convertible_layers
@@ -94,10 +94,7 @@ class _Optimizer:
         self.finished_waiters: dict[tuple[int, float], list[Any]] = {}
         self.exhausted = False
         self.warned_budget = False
-        self.task = Task(dataset=experiment.dataset, model=experiment.model, data_dir=experiment.data_dir,
-                         val_fraction=experiment.val_fraction, train_subset=experiment.train_subset,
-                         device=experiment.device, schedule_epochs=float(experiment.max_budget),
-                         inference_kernels=experiment.inference_kernels)
+        self.task = experiment.task()
         self.default = facade.scenario.configspace.get_default_configuration()
 
     # -- bookkeeping --

@@ -16,10 +16,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 from ..errors import AutoDSNNError
-from ..shift import WEIGHT_MODES
+from ..shift import WEIGHT_MODES, ShiftConfig, ShiftConfigError
 from ..shift.kernels import DEPLOY_MODES
 from ..shift.quant import ROUNDINGS
-from ..shift import ShiftConfig, ShiftConfigError
 from .optim import MOMENTUM_OPTIMIZERS, OPTIMIZERS
 
 SCHEDULES = ("constant", "cosine", "step")

@@ -77,6 +77,15 @@ def objective_values(result: TrialResult, names: Sequence[str]) -> dict[str, flo
     return out
 
 
+def all_objective_values(result: TrialResult) -> dict[str, float]:
+    """Every registered objective ``result`` has a finite value for (none unless it succeeded):
+    a run can be analysed under objectives it did not optimize."""
+    values: dict[str, float] = {}
+    for name in OBJECTIVES:
+        values.update(objective_values(result, (name,)) or {})
+    return values
+
+
 def crash_costs(names: Sequence[str]) -> list[float]:
     return [OBJECTIVES[o].crash_cost for o in check_objectives(names)]
 

@@ -1,0 +1,61 @@
+"""The run store: typed rows, columns derived from TrialResult and the objective registry, and
+runs written by the first schema still open."""
+import json
+import sqlite3
+
+import pytest
+
+from autodsnn.store import Run, StoreError
+from autodsnn.trial import OBJECTIVES, TrialResult, TrialStatus
+
+
+def test_rows_come_back_typed_with_every_objective(tmp_path):
+    with Run.create(tmp_path / "run", {"objectives": ["error", "energy"]}) as run:
+        ok = TrialResult(status="ok", val_error=0.25, energy_kwh=2e-6, energy_kwh_total=3e-6, emissions_kg=1e-6,
+                         analytic={"energy_pj_per_sample": 7.0, "model_bits": 640}, worker="host:1")
+        failed = TrialResult.failed("ValueError: boom", budget=1.0, traceback="Traceback ...\nValueError: boom")
+        run.add(config_id=1, config={"lr": 0.1}, budget=3.0, seed=0, result=ok, told={"error": 0.25, "energy": 3e-6})
+        run.add(config_id=2, config={"lr": 0.2}, budget=1.0, seed=0, result=failed)
+        first, second = run.trials()
+        assert run.counts() == {TrialStatus.OK: 1, TrialStatus.FAILED: 1}
+        assert [t.trial_id for t in run.trials(status="failed")] == [2]
+    assert first.result == ok and first.status is TrialStatus.OK and first.told == {"error": 0.25, "energy": 3e-6}
+    # objectives the run did not optimize are there too, read through the registry
+    assert first.objectives == {"error": 0.25, "energy": 3e-6, "emissions": pytest.approx(1.5e-6),
+                                "analytic_energy": 7.0, "model_bits": 640.0}
+    assert second.objectives == {} and second.result.traceback.endswith("ValueError: boom")
+    with sqlite3.connect(tmp_path / "run" / "trials.sqlite") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT * FROM trials ORDER BY trial_id").fetchall()
+    assert rows[0]["status"] == "ok" and rows[0]["worker"] == "host:1" and rows[0]["objective_model_bits"] == 640
+    assert rows[1]["status"] == "failed" and rows[1]["traceback"].startswith("Traceback")
+    assert set(rows[0].keys()) >= {f"objective_{o}" for o in OBJECTIVES}
+
+
+def test_a_schema_1_run_opens_and_takes_new_trials(tmp_path):
+    path = tmp_path / "old"
+    path.mkdir()
+    with sqlite3.connect(path / "trials.sqlite") as db:  # the first schema's table, as 0.1 wrote it
+        db.execute("CREATE TABLE trials (trial_id INTEGER PRIMARY KEY, config_id INTEGER, config TEXT, budget REAL, "
+                   "seed INTEGER, status TEXT, reason TEXT, is_default INTEGER, val_error REAL, energy_kwh REAL, "
+                   "analytic_energy_pj REAL, model_bits INTEGER, worker TEXT, started_at REAL, ended_at REAL, "
+                   "objectives TEXT, result TEXT)")
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('experiment', ?)", (json.dumps({"seed": 0}),))
+        old = {"status": "ok", "val_error": 0.5, "energy_kwh": 1e-6, "energy_kwh_total": 1e-6,
+               "energy": {"traceback": None}, "retired_field": 1}
+        db.execute("INSERT INTO trials (config_id, config, budget, seed, status, is_default, started_at, ended_at, "
+                   "objectives, result) VALUES (1, '{}', 1.0, 0, 'ok', 1, 10.0, 11.0, '{}', ?)", (json.dumps(old),))
+    with Run.open(path) as run:
+        (row,) = run.trials()
+        assert row.result.val_error == 0.5 and row.is_default and row.objectives["energy"] == 1e-6
+        run.add(config_id=2, config={}, budget=1.0, seed=0, result=TrialResult.failed("x", budget=1.0))
+        assert len(run) == 2 and run.meta("schema_version") == 2
+
+
+def test_a_newer_schema_is_refused(tmp_path):
+    Run.create(tmp_path / "run", {}).close()
+    with sqlite3.connect(tmp_path / "run" / "trials.sqlite") as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="newer autodsnn"):
+        Run.open(tmp_path / "run")
