@@ -28,6 +28,13 @@ class CLIError(Exception):
     """A user mistake in the command line itself: printed as one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag gets one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 # --- flags derived from the library's dataclasses -------------------------------------------------
 
 def _flag_names(f: dataclasses.Field) -> tuple[str, ...]:
@@ -103,7 +110,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     add_dataclass_flags(p.add_argument_group("shift network and training (DeepShift flags)"), HParams)
     g = p.add_argument_group("run")
     g.add_argument("--epochs", default=1.0, type=float, help="budget in epochs; fractions allowed (default 1)")
-    g.add_argument("--seed", default=0, type=int)
+    g.add_argument("--seed", default=0, type=int, help="seed of the initial weights, the data order and dropout")
     g.add_argument("--resume-from", default=None, help="continue from a lower-budget checkpoint of this configuration")
     g.add_argument("--out", default=None, help="run folder (default runs/train-<model>-<type>-<time>)")
     p.set_defaults(func=_cmd_train)
@@ -111,10 +118,17 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .trial import HParams, Task, train_trial
+    from .trial.training import resolve_device
 
     hp = HParams(**dataclass_values(HParams, args))
     task = Task(**dataclass_values(Task, args))
     _check_names(task.dataset, task.model)
+    resolve_device(task.device)  # before a run folder exists: bad input never leaves one behind
+    if not args.epochs > 0:
+        raise CLIError(f"--epochs {args.epochs:g}: the budget must be positive")
+    for flag, path in (("--weights", task.weights), ("--resume-from", args.resume_from)):
+        if path is not None and not Path(path).is_file():
+            raise CLIError(f"{flag} {path}: no such file")
     out = Path(args.out or f"runs/train-{task.model}-{hp.shift_type}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     print(f"training {task.model} on {task.dataset}: shift type {hp.shift_type}, {args.epochs:g} epoch(s) -> {out}",
@@ -132,9 +146,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         a = result.analytic
         print(f"analytic inference cost per image: {a['energy_pj_per_sample'] / 1e6:.3f} uJ, model size "
               f"{a['model_bits'] / 8e6:.3f} MB; {result.converted_layers} layers converted")
-    if result.inference_seconds is not None:
-        print(f"inference pass: {result.inference_samples} images in {result.inference_seconds:.3f} s via "
-              f"{result.inference_path}, val acc {100 * (1 - (result.inference_error or 0.0)):.2f}%")
+    if result.inference_latency_ms is not None:
+        uj = result.inference_energy_uj
+        energy = "energy missing" if uj is None else f"{uj:.3g} uJ/image"
+        print(f"inference via {result.inference_path}: {result.inference_latency_ms:.3g} ms/image at batch 1, "
+              f"{energy} at batch {task.inference_batch}, val acc {100 * (1 - result.inference_error):.2f}%")
+    for what, why in result.missing.items():
+        print(f"{what}: missing ({why})")
     print(f"wrote {out}/metrics.json")
     return 0 if result.ok else 1
 
@@ -192,7 +210,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     script = project_folder("benchmarks") / f"{args.what}.py"
     sys.path.insert(0, str(script.parent))  # the scripts import their shared helpers as `common`
-    sys.argv = [str(script)] + (["--quick"] if args.quick else []) + (["--json", args.json] if args.json else [])
+    # The README's results come from the script run as a benchmark: this command writes only --json.
+    sys.argv = [str(script), "--json", args.json or ""] + (["--quick"] if args.quick else [])
     runpy.run_path(str(script), run_name="__main__")
     return 0
 
@@ -273,7 +292,7 @@ def _add_analysis_parsers(sub: argparse._SubParsersAction) -> None:
                    help="max (default), all (one front per budget) or a number of epochs")
     p.add_argument("--ref", default=None, type=_reference_point,
                    help="reference point for the hypervolume, comma-separated")
-    p.add_argument("--export", default=None, help="plot file: .png, .svg or .pdf")
+    p.add_argument("--export", default=None, type=_plot_file, help="plot file: .png, .svg or .pdf")
     p.add_argument("--csv", default=None)
     p.add_argument("--json", default=None)
     p.set_defaults(func=_cmd_pareto)
@@ -301,7 +320,9 @@ def _objectives(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
-    from .analysis.pareto import front_info
+    from .analysis.pareto import comparison_text, footprint, front_info, hypervolume_curve
+    from .analysis.summary import footprint_text
+    from .trial.objectives import show
     from .analysis.plots import plot_front, point_label
     from .store import Run
     from .trial import TrialStatus
@@ -315,6 +336,9 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
             infos = [front_info(run, objectives, b, args.ref) for b in budgets]
         else:
             infos = [front_info(run, objectives, args.budget, args.ref)]
+        spent = footprint(run.trials())
+        by_energy = hypervolume_curve(run, infos[-1].objectives, infos[-1].ref, infos[-1].budget, against="energy")
+    print(footprint_text(spent))
     rows = []
     for info in infos:
         obj = info.objectives
@@ -323,10 +347,9 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
         for t in info.front:
             idx = info.trials.index(t)
             cmp = info.comparisons.get(idx)
-            vs = "" if cmp is None else ("  dominates default" if cmp["dominates_default"] else "") + "  (" + ", ".join(
-                f"{o} {v:+.1f}%" for o, v in cmp["change_percent"].items()) + " vs default)"
+            vs = "" if cmp is None or t.is_default else f"  {comparison_text(cmp)}"
             tags = (" [knee]" if idx == info.knee_index else "") + (" [default]" if t.is_default else "")
-            print(f"  trial {t.trial_id:>4}  " + "  ".join(f"{o} {t.objectives[o]:.4g}" for o in obj)
+            print(f"  trial {t.trial_id:>4}  " + "  ".join(f"{o} {show(o, t.objectives[o])}" for o in obj)
                   + f"  {point_label(t.config)}{tags}{vs}")
             rows.append({"budget": info.budget, "trial_id": t.trial_id, **{o: t.objectives[o] for o in obj},
                          "knee": idx == info.knee_index, "is_default": t.is_default,
@@ -341,9 +364,11 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
             w.writerows(rows)
         print(f"wrote {args.csv}")
     if args.json:
-        payload = [{"budget": i.budget, "objectives": list(i.objectives), "hypervolume": i.hypervolume,
-                    "reference_point": i.ref.tolist(), "front": [r for r in rows if r["budget"] == i.budget]}
-                   for i in infos]
+        payload = {"fronts": [{"budget": i.budget, "objectives": list(i.objectives), "hypervolume": i.hypervolume,
+                               "reference_point": i.ref.tolist(),
+                               "front": [r for r in rows if r["budget"] == i.budget]} for i in infos],
+                   "footprint": dataclasses.asdict(spent),
+                   "hypervolume_against_energy_kwh": [{"energy_kwh": x, "hypervolume": hv} for x, hv in by_energy]}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
         print(f"wrote {args.json}")
     return 0
@@ -363,6 +388,14 @@ def _budget(text: str) -> str | float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--budget {text!r}: use max, all or a number of epochs") from None
+
+
+def _plot_file(text: str) -> str:
+    from .analysis.plots import FORMATS
+
+    if Path(text).suffix.lower() not in FORMATS:
+        raise argparse.ArgumentTypeError(f"cannot export {text}: use a {', '.join(FORMATS)} file name")
+    return text
 
 
 def _reference_point(text: str) -> list[float]:
@@ -412,6 +445,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
     from .analysis.retrain import load_config_file, pick_trial, retrain
+    from .trial.energy import format_energy
     from .search import Experiment
     from .store import Run
     from .trial import Task
@@ -439,15 +473,14 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
     card = retrain(dict(config), task, epochs, out, seed=args.seed, chosen_by=chosen, fixed=exp.get("fixed") or {},
                    command=command)
     print(f"test accuracy {100 * card['test_accuracy']:.2f}% ({card['test_samples']} images), training energy "
-          f"{card['training_energy_kwh'] * 1e3:.4f} Wh; wrote {out}/model_card.md")
+          f"{format_energy(card['training_energy_kwh'])}; wrote {out}/model_card.md")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="autodsnn",
-                                     description="Design, train and optimize deep shift neural networks.")
+    parser = _Parser(prog="autodsnn", description="Design, train and optimize deep shift neural networks.")
     parser.add_argument("--version", action="version", version=f"autodsnn {__version__}")
     parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback and cause")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -464,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models)
     p = sub.add_parser("bench", help="speed of the deployed shift kernels against float PyTorch")
     p.add_argument("what", choices=["kernels"], help="what to benchmark")
-    p.add_argument("--quick", action="store_true", help="fewer repetitions (about 20 s)")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (a minute or two)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_bench)
     p = sub.add_parser("datasets", help="list data sets and where their files are")
@@ -476,7 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version or a bad flag (already printed): the code, as a return
+        return int(exc.code or 0)
     _log_to_terminal(args.debug)
     try:
         return int(args.func(args) or 0)

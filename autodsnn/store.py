@@ -1,7 +1,7 @@
 """The run store: one directory per run, one SQLite row per finished trial. May import: trial.
 
     runs/NAME/
-      experiment.yaml     the experiment as resolved (what --resume compares against)
+      experiment.yaml     the experiment as resolved, for people (--resume reads the database's copy)
       trials.sqlite       one row per trial, committed the moment the trial finishes
       smac/               SMAC's own output (runhistory, intensifier state)
       checkpoints/        per-configuration checkpoints (Hyperband promotions continue from them)
@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+import yaml
 
 from .errors import AutoDSNNError
 from .trial.objectives import OBJECTIVES, all_objective_values
@@ -90,7 +92,7 @@ class Run:
             (path / sub).mkdir(parents=True, exist_ok=True)
         run = cls(path, cls._connect(path))
         run._set_meta("schema_version", SCHEMA_VERSION)
-        run._set_meta("experiment", experiment)
+        run.set_meta("experiment", experiment)
         run._set_meta("created_at", time.time())
         run._set_meta("elapsed_seconds", 0.0)
         return run
@@ -142,10 +144,20 @@ class Run:
 
     def set_meta(self, key: str, value: Any) -> None:
         self._set_meta(key, value)
+        if key == "experiment":  # a readable copy beside the database
+            (self.path / "experiment.yaml").write_text(yaml.safe_dump(value, sort_keys=False))
 
     @property
     def experiment(self) -> dict[str, Any]:
         return self.meta("experiment") or {}
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The objectives the run optimized."""
+        names = self.experiment.get("objectives")
+        if not names:
+            raise StoreError(f"run {self.path} records no objectives: pass --objectives")
+        return tuple(names)
 
     # --- trials -------------------------------------------------------------------------------
     def add(self, *, config_id: int, config: dict[str, Any], budget: float, seed: int, result: TrialResult,

@@ -262,15 +262,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--name", default="kernels_cpu", help="results file name (benchmarks/results/NAME.json)")
-    parser.add_argument("--json", default=None, help="write the results to this file instead")
+    parser.add_argument("--json", default=None, help="write the results to this file instead ('' : nowhere)")
     args = parser.parse_args()
     result = run(quick=args.quick)
     print(f"DRAM read {result['dram_read_gbs']:.1f} GB/s, {result['threads']} threads, AVX-512: {result['avx512']}")
     print(format_rows(result["rows"]))
-    if args.json:
+    if args.json is None:
+        print(f"wrote {write_json(args.name, result)}")
+    elif args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.json or write_json(args.name, result)}")
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

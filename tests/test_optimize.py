@@ -19,7 +19,7 @@ from autodsnn.store import Run
 
 # mnist-fc on 2% of MNIST: a trial takes a few seconds, so a minute visits several budgets.
 TINY = dict(dataset="mnist", model="mnist-fc", space="small", train_subset=0.02, val_fraction=0.05,
-            min_budget=1, max_budget=3, eta=3, workers=2, fixed={"batch_size": 64})
+            min_budget=1, max_budget=3, eta=3, workers=2, fixed={"batch_size": 64}, inference_window=0.05)
 
 
 def rows(run_dir):
@@ -45,6 +45,8 @@ def test_end_to_end_local_cluster(tmp_path):
     assert {t.result.inference_path for t in ok} <= {"native-cpu float", "torch float (no shift layers)"}
     assert any(t.result.inference_path == "native-cpu float" for t in ok)
     assert summary.highest_budget == 3.0 and summary.front
+    text = summary.describe()  # what `autodsnn status` prints
+    assert "the search's own footprint" in text and "uJ/image" in text and "kWh" not in text
     assert summary.elapsed < 50 + 30  # ends on time (plus the last evaluations)
     assert (tmp_path / "run" / "smac" / "smac").exists()
 

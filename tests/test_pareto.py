@@ -64,3 +64,43 @@ def test_knee_and_compare():
         knee(np.empty((0, 2)))
     with pytest.raises(ParetoError, match="do not match"):
         hypervolume([[1, 2, 3]], [1, 1])
+
+
+def test_dominance_is_claimed_only_beyond_the_measured_spread():
+    from autodsnn.analysis.pareto import comparison_text
+    objectives = ["error", "inference_energy"]
+    default, default_spread = [0.20, 100.0], [0.01, 5.0]
+    # error 0.185 vs 0.20 with spreads 0.01 + 0.01: within noise; energy 80 vs 100 (5 + 5): better
+    c = compare([0.185, 80.0], default, objectives, [0.01, 5.0], default_spread)
+    assert c["verdicts"] == {"error": "within noise", "inference_energy": "better"}
+    assert c["dominates_default"] and not c["within_noise"]
+    assert comparison_text(c) == "dominates the default (error ~ (within noise), inference_energy -20.0%)"
+    # smaller in both, but every difference inside the noise: no dominance claimed
+    c = compare([0.195, 97.0], default, objectives, [0.01, 5.0], default_spread)
+    assert not c["dominates_default"] and c["within_noise"]
+    assert comparison_text(c).startswith("within noise of the default")
+    # better beyond noise in one, worse beyond noise in the other: a trade-off
+    c = compare([0.10, 130.0], default, objectives, [0.01, 5.0], default_spread)
+    assert c["verdicts"] == {"error": "better", "inference_energy": "worse"}
+    assert not c["dominates_default"] and not c["dominated_by_default"]
+    assert comparison_text(c).startswith("trades off")
+    # spreads not measured count as zero, and the text marks them
+    c = compare([0.19, 99.0], default, objectives)
+    assert c["dominates_default"] and c["spread_known"] == {"error": False, "inference_energy": False}
+    assert comparison_text(c).endswith("error -5.0%?, inference_energy -1.0%?)")
+
+
+def test_a_synthetic_front_sweep_of_noise():
+    """Every point on a grid around the default, every spread: the verdict follows the rule
+    |a - b| > spread_a + spread_b, computed here independently."""
+    rng = np.random.default_rng(0)
+    default = np.array([0.3, 50.0])
+    for _ in range(500):
+        point = default + rng.normal(0, [0.05, 10.0])
+        sp, sd = rng.uniform(0, [0.05, 10.0]), rng.uniform(0, [0.05, 10.0])
+        c = compare(point, default, ["error", "energy"], sp, sd)
+        beyond = np.abs(point - default) > sp + sd
+        better = beyond & (point < default)
+        worse = beyond & (point > default)
+        assert c["dominates_default"] == bool(better.any() and not worse.any())
+        assert c["within_noise"] == bool(not beyond.any())

@@ -13,7 +13,7 @@ from autodsnn.search.experiment import Experiment
 from autodsnn.trial.loop import evaluate
 from autodsnn.zoo.models import create_model
 from autodsnn.search.optimize import optimize
-from autodsnn.analysis.pareto import ParetoError, front_info, hypervolume_over_time
+from autodsnn.analysis.pareto import ParetoError, front_info, hypervolume_curve
 from autodsnn.analysis.plots import plot_front
 from autodsnn.analysis.report import write_report
 from autodsnn.shift import load_codes
@@ -46,7 +46,7 @@ def test_front_info_and_hypervolume_curve(tmp_path):
         info = front_info(run)
         assert info.budget == 3.0 and len(info.trials) == 6
         assert info.default_index is not None and info.knee_index is not None
-        curve = hypervolume_over_time(run, info.objectives)
+        curve = hypervolume_curve(run, info.objectives)
         hvs = [hv for _, hv in curve]
         assert hvs == sorted(hvs) and hvs[-1] == pytest.approx(info.hypervolume)  # never decreases
         with pytest.raises(ParetoError, match="unknown objective 'accuracy'"):
@@ -77,7 +77,14 @@ def test_pareto_cli_exports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "budget 1 epochs" in out and "budget 3 epochs" in out and "[knee]" in out
     payload = json.loads((tmp_path / "f.json").read_text())
-    assert [p["budget"] for p in payload] == [1.0, 3.0] and all(p["hypervolume"] > 0 for p in payload)
+    fronts = payload["fronts"]
+    assert [p["budget"] for p in fronts] == [1.0, 3.0] and all(p["hypervolume"] > 0 for p in fronts)
+    # the search's own footprint: every trial's energy, the failed one's (missing) left out and counted
+    assert payload["footprint"]["trials"] == 13 and payload["footprint"]["missing"] == 1
+    assert "the search's own footprint" in out and "1 trial(s) without a valid energy reading" in out
+    curve = payload["hypervolume_against_energy_kwh"]
+    spent = [p["energy_kwh"] for p in curve]
+    assert spent == sorted(spent) and spent[-1] == pytest.approx(payload["footprint"]["energy_kwh"])
     assert (tmp_path / "f.csv").read_text().startswith("budget,trial_id")
     assert main(["pareto", str(run), "--export", str(tmp_path / "f.gif")]) == 2
 

@@ -31,10 +31,18 @@ def test_an_installed_wheel_finds_its_folders_without_a_checkout(tmp_path):
     for folder, example in (("experiments", "default.yaml"), ("search_spaces", "dsnn.yaml"),
                             ("native", "shift_cpu.cpp")):
         assert any(n.endswith(f"data/share/autodsnn/{folder}/{example}") for n in names), folder
-    # a bare environment (no torch needed: resources imports only the base modules)
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "env")], check=True, timeout=120)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--prefix", str(tmp_path / "env"),
-                    str(wheel)], check=True, capture_output=True, timeout=300)
+    # A bare environment with the wheel laid out as pip installs one: package files in
+    # site-packages, "<name>.data/data/*" under the prefix. (pip itself would first uninstall the
+    # editable install of the environment running these tests.)
+    env = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
+    site = next(env.glob("lib/python*/site-packages"))
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            head, _, rest = name.partition(".data/data/")
+            target = env / rest if rest and head.startswith("autodsnn-") else site / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(name))
     code = ("from autodsnn.resources import project_folder as f; "
             "print(f('experiments')); print(f('native')); print(sorted(p.name for p in f('search_spaces').iterdir()))")
     out = subprocess.run([str(tmp_path / "env" / "bin" / "python"), "-c", code], cwd=tmp_path, capture_output=True,

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import AutoDSNNError
 from ..store import Run, TrialRow
 from ..trial import OBJECTIVES, TrialStatus
+from ..trial.objectives import objective_spreads
 
 
 class ParetoError(AutoDSNNError, ValueError):
@@ -100,13 +101,43 @@ def knee(front: Sequence[Sequence[float]] | np.ndarray) -> int:
     return int(np.argmin(np.linalg.norm(scaled, axis=1)))
 
 
-def compare(point: Sequence[float], default: Sequence[float], objectives: Sequence[str]) -> dict[str, Any]:
-    """How a configuration compares with the default: dominates or not, % change per objective
-    (negative = lower = better)."""
+def compare(point: Sequence[float], default: Sequence[float], objectives: Sequence[str],
+            point_spread: Sequence[float | None] | None = None,
+            default_spread: Sequence[float | None] | None = None) -> dict[str, Any]:
+    """How a configuration compares with the default, in view of the noise.
+
+    Spreads are each value's noise half-width (``Objective.spread``: two standard errors of the
+    validation error, half the IQR of repeated measurements, 0 for exact figures, None where not
+    measured and then taken as 0). Per objective the verdict is "better" or "worse" only when the
+    difference exceeds the two spreads together, else "within noise"; the configuration dominates
+    the default when it is better beyond noise in one objective and worse beyond noise in none.
+    % changes are negative for lower (better) values."""
     p, d = np.asarray(point, dtype=float), np.asarray(default, dtype=float)
-    change = {o: (float(100.0 * (a - b) / abs(b)) if b != 0 else float("nan")) for o, a, b in zip(objectives, p, d)}
-    return {"dominates_default": bool(np.all(p <= d) and np.any(p < d)),
-            "dominated_by_default": bool(np.all(d <= p) and np.any(d < p)), "change_percent": change}
+    ps = [None] * len(p) if point_spread is None else list(point_spread)
+    ds = [None] * len(d) if default_spread is None else list(default_spread)
+    verdicts, change, known = {}, {}, {}
+    for o, a, b, sa, sb in zip(objectives, p, d, ps, ds):
+        noise = (sa or 0.0) + (sb or 0.0)
+        verdicts[o] = "within noise" if abs(a - b) <= noise else "better" if a < b else "worse"
+        change[o] = float(100.0 * (a - b) / abs(b)) if b != 0 else float("nan")
+        known[o] = sa is not None and sb is not None
+    better = [o for o, v in verdicts.items() if v == "better"]
+    worse = [o for o, v in verdicts.items() if v == "worse"]
+    return {"dominates_default": bool(better) and not worse, "dominated_by_default": bool(worse) and not better,
+            "within_noise": not better and not worse, "verdicts": verdicts, "change_percent": change,
+            "spread_known": known}
+
+
+def comparison_text(cmp: dict[str, Any]) -> str:
+    """One phrase: "dominates the default (error -31%, ...)", with a % change only where it
+    exceeds the noise ("~" where it does not, "?" marks a spread that was not measured)."""
+    parts = [f"{o} {cmp['change_percent'][o]:+.1f}%" if v != "within noise" else f"{o} ~ (within noise)"
+             for o, v in cmp["verdicts"].items()]
+    parts = [p + ("" if cmp["spread_known"][o] else "?") for p, o in zip(parts, cmp["verdicts"])]
+    head = ("dominates the default" if cmp["dominates_default"] else
+            "within noise of the default" if cmp["within_noise"] else
+            "dominated by the default" if cmp["dominated_by_default"] else "trades off against the default")
+    return f"{head} ({', '.join(parts)})"
 
 
 @dataclass
@@ -117,6 +148,7 @@ class FrontInfo:
     budget: float | None
     trials: list[TrialRow]             # successful trials considered (at this budget)
     points: np.ndarray                 # their objective vectors
+    spreads: np.ndarray                # each value's noise half-width (NaN: not measured)
     front_mask: np.ndarray
     ref: np.ndarray
     hypervolume: float
@@ -139,7 +171,7 @@ def _usable(rows: Iterable[TrialRow], objectives: Sequence[str]) -> list[TrialRo
 def front_info(run: Run, objectives: Sequence[str] | None = None, budget: str | float = "max",
                ref: Sequence[float] | None = None) -> FrontInfo:
     """The front of a run at one budget: "max" (highest budget with results), or a number."""
-    objectives = tuple(objectives or run.experiment.get("objectives") or ("error", "energy"))
+    objectives = tuple(objectives or run.objectives)
     unknown = [o for o in objectives if o not in OBJECTIVES]
     if unknown:
         raise ParetoError(f"unknown objective {unknown[0]!r}: use {', '.join(OBJECTIVES)}")
@@ -154,6 +186,8 @@ def front_info(run: Run, objectives: Sequence[str] | None = None, budget: str | 
                           f"{', '.join(f'{b:g}' for b in budgets)}")
     at = [r for r in rows if r.budget == level]
     points = np.array([[r.objectives[o] for o in objectives] for r in at])
+    spreads = np.array([[np.nan if v is None else v for v in objective_spreads(r.result, objectives).values()]
+                        for r in at], dtype=float)
     mask = non_dominated(points)
     reference = np.asarray(ref, dtype=float) if ref is not None else reference_point(points)
     hv = hypervolume(points[mask], reference)
@@ -163,22 +197,54 @@ def front_info(run: Run, objectives: Sequence[str] | None = None, budget: str | 
     comparisons = {}
     if default_index is not None:
         for i in front_idx:
-            comparisons[int(i)] = compare(points[i], points[default_index], objectives)
-    return FrontInfo(objectives, level, at, points, mask, reference, hv, k, default_index, comparisons, every)
+            comparisons[int(i)] = compare(points[i], points[default_index], objectives, _spread(spreads[i]),
+                                          _spread(spreads[default_index]))
+    return FrontInfo(objectives, level, at, points, spreads, mask, reference, hv, k, default_index, comparisons,
+                     every)
 
 
-def hypervolume_over_time(run: Run, objectives: Sequence[str], ref: Sequence[float] | None = None,
-                          budget: str | float = "max") -> list[tuple[float, float]]:
-    """(seconds since the run's first trial started, hypervolume of the front so far) after each
-    finished trial at the chosen budget, under one reference point for the whole curve."""
+def _spread(row: np.ndarray) -> list[float | None]:
+    return [None if np.isnan(v) else float(v) for v in row]
+
+
+def hypervolume_curve(run: Run, objectives: Sequence[str], ref: Sequence[float] | None = None,
+                      budget: str | float = "max", against: str = "time") -> list[tuple[float, float]]:
+    """The hypervolume of the front so far after each finished trial at the chosen budget, under
+    one reference point for the whole curve, against ``against``: "time" (seconds since the
+    run's first trial started) or "energy" (kWh that all the run's trials had spent by then,
+    failed and cut-short ones included; trials whose energy is missing add nothing)."""
+    if against not in ("time", "energy"):
+        raise ParetoError(f"against={against!r}: use 'time' or 'energy'")
     info = front_info(run, objectives, budget, ref)
-    rows = sorted(info.trials, key=lambda r: r.ended_at or 0.0)
-    start = min((r.started_at or r.ended_at or 0.0) for r in info.all_trials) if info.all_trials else 0.0
-    curve = []
-    for i in range(1, len(rows) + 1):
-        pts = np.array([[r.objectives[o] for o in objectives] for r in rows[:i]])
-        curve.append((float(rows[i - 1].ended_at - start), hypervolume(pts[non_dominated(pts)], info.ref)))
+    every = sorted(info.all_trials, key=lambda r: r.ended_at or 0.0)
+    start = min((r.started_at or r.ended_at or 0.0) for r in every) if every else 0.0
+    on_front_level = {id(r) for r in info.trials}
+    curve, spent, points = [], 0.0, []
+    for row in every:
+        spent += row.result.energy_kwh or 0.0
+        if id(row) not in on_front_level:
+            continue
+        points.append([row.objectives[o] for o in objectives])
+        pts = np.array(points)
+        x = spent if against == "energy" else float((row.ended_at or 0.0) - start)
+        curve.append((x, hypervolume(pts[non_dominated(pts)], info.ref)))
     return curve
+
+
+@dataclass
+class Footprint:
+    """What the search itself cost: every trial, failed and cut-short ones included."""
+
+    trials: int
+    energy_kwh: float          # sum of the trials' own training energy (promotions counted once)
+    emissions_kg: float
+    missing: int               # trials whose energy could not be measured (not in the sums)
+
+
+def footprint(rows: Sequence[TrialRow]) -> Footprint:
+    known = [r.result for r in rows if r.result.energy_kwh is not None]
+    return Footprint(len(rows), sum(r.energy_kwh for r in known), sum(r.emissions_kg or 0.0 for r in known),
+                     len(rows) - len(known))
 
 
 @dataclass
@@ -222,7 +288,7 @@ def multi_run_info(runs: Sequence[Run], objectives: Sequence[str] | None = None,
     objectives the median front with its 25-75% spread (attainment curves)."""
     if not runs:
         raise ParetoError("give at least one run")
-    objectives = tuple(objectives or runs[0].experiment.get("objectives") or ("error", "energy"))
+    objectives = tuple(objectives or runs[0].objectives)
     infos = [front_info(r, objectives, budget) for r in runs]
     reference = (np.asarray(ref, dtype=float) if ref is not None
                  else reference_point(np.vstack([i.points for i in infos])))

@@ -104,16 +104,20 @@ def plot_front(info: FrontInfo, path: str | Path, *, title: str | None = None, d
                  title=title or f"{ox} vs {oy}: hypervolume {info.hypervolume:.4g}", dpi=dpi)
 
 
-def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *,
+def plot_hypervolume(curve: Sequence[tuple[float, float]], path: str | Path, *, against: str = "time",
                      title: str = "hypervolume over time") -> Path:
+    """A hypervolume curve (`hypervolume_curve`) against wall clock (minutes) or against the
+    energy the search had spent (Wh)."""
     path = Path(path)
     _check_format(path)
     fig, ax = _figure((6.5, 3.6))
+    scale, xlabel = (1 / 60.0, "wall clock (minutes)") if against == "time" else \
+        (1e3, "training energy spent by all trials (Wh)")
     if curve:
-        t, hv = zip(*curve)
-        ax.step(np.array(t) / 60.0, hv, where="post", color="navy")
-        ax.scatter(np.array(t) / 60.0, hv, s=10, color="navy")
-    return _save(fig, ax, path, xlabel="wall clock (minutes)", ylabel="hypervolume", title=title)
+        x, hv = zip(*curve)
+        ax.step(np.array(x) * scale, hv, where="post", color="navy")
+        ax.scatter(np.array(x) * scale, hv, s=10, color="navy")
+    return _save(fig, ax, path, xlabel=xlabel, ylabel="hypervolume", title=title)
 
 
 def plot_runs(info: Any, path: str | Path, *, title: str | None = None) -> Path:

@@ -8,16 +8,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..trial import TrialStatus
-from ..trial.objectives import label
-from .pareto import front_info, hypervolume_over_time
-from .plots import plot_front, plot_hypervolume, point_label
 from ..store import Run, TrialRow
+from ..trial import TrialStatus
+from ..trial.energy import format_energy
+from ..trial.objectives import label, show
+from .pareto import comparison_text, footprint, front_info, hypervolume_curve
+from .plots import plot_front, plot_hypervolume, point_label
+from .summary import footprint_text
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#f0f0f0}td.l,th.l{text-align:left;max-width:360px;overflow-wrap:anywhere}tr.default{background:#fff4d6}img{max-width:100%}
-.muted{color:#777}"""
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;
+vertical-align:top;white-space:nowrap}th{background:#f0f0f0}td.l,th.l{text-align:left}
+td.wrap{white-space:normal;min-width:16em;max-width:26em;text-align:left}tr.default{background:#fff4d6}
+img{max-width:100%}.muted{color:#777}.scroll{overflow-x:auto}"""
 
 
 def _img(path: Path) -> str:
@@ -25,30 +28,50 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
-def _fmt(v: Any) -> str:
+def _plain(v: Any) -> str:
     if v is None:
         return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return html.escape(str(v))
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def _metrics_row(t: TrialRow, objectives: tuple[str, ...], extra: dict[str, Any] | None = None, cls: str = "") -> str:
-    r = t.result
+def _fmt(v: Any) -> str:
+    return html.escape(_plain(v))
+
+
+# The per-trial columns besides the objectives: header, then how to read it from a row.
+_COLUMNS: tuple[tuple[str, Any], ...] = (
+    ("val accuracy", lambda t: None if t.result.val_error is None else f"{100 * (1 - t.result.val_error):.2f}%"),
+    ("training energy", lambda t: format_energy(t.result.energy_kwh_total)),
+    ("emissions", lambda t: None if t.result.emissions_kg is None else f"{t.result.emissions_kg * 1e3:.3g} g"),
+    ("inference uJ/image", lambda t: t.result.inference_energy_uj),
+    ("latency ms/image", lambda t: t.result.inference_latency_ms),
+    ("analytic uJ/image", lambda t: _scaled(t.result.analytic.get("energy_pj_per_sample"), 1e-6)),
+    ("model size", lambda t: _kib(t.result.analytic.get("model_bits"))),
+    ("trial time", lambda t: f"{t.result.wall_time:.1f} s"),
+)
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
+def _kib(bits: float | None) -> str | None:
+    return None if bits is None else f"{bits / 8192:.1f} KiB"
+
+
+def _config_cell(config: dict[str, Any]) -> str:
+    lines = "<br>".join(html.escape(f"{k}={_plain(v)}") for k, v in sorted(config.items()))
+    return f'<td class="wrap">{lines}</td>'
+
+
+def _metrics_row(t: TrialRow, objectives: tuple[str, ...], comparison: dict[str, Any] | None, cls: str = "") -> str:
     cells = [f'<td class="l">{t.trial_id}</td>', f'<td class="l">{html.escape(point_label(t.config))}</td>',
              f"<td>{t.budget:g}</td>"]
-    cells += [f"<td>{_fmt(t.objectives.get(o))}</td>" for o in objectives]
-    cells += [f"<td>{_fmt(None if r.val_error is None else 1 - r.val_error)}</td>",
-              f"<td>{_fmt(r.energy_kwh_total)}</td>", f"<td>{_fmt(r.emissions_kg)}</td>",
-              f"<td>{_fmt(r.inference_energy_kwh)}</td>", f"<td>{_fmt(r.analytic.get('energy_pj_per_sample'))}</td>",
-              f"<td>{_fmt(r.analytic.get('model_bits'))}</td>", f"<td>{_fmt(r.wall_time)}</td>"]
-    if extra is not None:
-        ch = extra.get("change_percent", {})
-        cells.append(f"<td>{'yes' if extra.get('dominates_default') else 'no'}</td>")
-        cells.append(f'<td class="l">{html.escape(", ".join(f"{o} {v:+.1f}%" for o, v in ch.items()))}</td>')
-    else:
-        cells += ["<td>-</td>", "<td>-</td>"]
-    cells.append(f'<td class="l">{html.escape(", ".join(f"{k}={_fmt(v)}" for k, v in sorted(t.config.items())))}</td>')
+    cells += [f"<td>{html.escape(show(o, t.objectives.get(o)))}</td>" for o in objectives]
+    cells += [f"<td>{_fmt(read(t))}</td>" for _, read in _COLUMNS]
+    vs = "the default" if t.is_default else "-" if comparison is None else comparison_text(comparison)
+    cells.append(f'<td class="wrap">{html.escape(vs)}</td>')
+    cells.append(_config_cell(t.config))
     return f'<tr class="{cls}">' + "".join(cells) + "</tr>"
 
 
@@ -57,20 +80,23 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
     with Run.open(run_dir) as run:
         exp = run.experiment
         info = front_info(run, objectives)
-        curve = hypervolume_over_time(run, info.objectives, info.ref)
+        curve = hypervolume_curve(run, info.objectives, info.ref)
+        energy_curve = hypervolume_curve(run, info.objectives, info.ref, against="energy")
         counts, elapsed = run.counts(), float(run.meta("elapsed_seconds") or 0.0)
         failures = [t for t in run.trials() if t.status is not TrialStatus.OK]
+        spent = footprint(info.all_trials)
     out = Path(out) if out else Path(run_dir) / "report.html"
     with tempfile.TemporaryDirectory() as tmp:
         front_png = plot_front(info, Path(tmp) / "front.png")
         hv_png = plot_hypervolume(curve, Path(tmp) / "hypervolume.png")
-        front_img, hv_img = _img(front_png), _img(hv_png)
+        hv_energy_png = plot_hypervolume(energy_curve, Path(tmp) / "hypervolume-energy.png", against="energy",
+                                         title="hypervolume against the search's energy")
+        front_img, hv_img, hv_energy_img = _img(front_png), _img(hv_png), _img(hv_energy_png)
     obj = info.objectives
     head = ("<tr><th class='l'>trial</th><th class='l'>design</th><th>budget</th>"
             + "".join(f"<th>{html.escape(label(o))}</th>" for o in obj)
-            + "<th>val accuracy</th><th>train kWh (total)</th><th>kg CO2eq</th><th>inference kWh</th>"
-              "<th>analytic pJ/image</th><th>model bits</th><th>seconds</th><th>dominates default</th>"
-              "<th class='l'>vs default</th><th class='l'>configuration</th></tr>")
+            + "".join(f"<th>{html.escape(name)}</th>" for name, _ in _COLUMNS)
+            + "<th class='l'>vs default (beyond noise)</th><th class='l'>configuration</th></tr>")
     rows = []
     for t in info.front:
         idx = info.trials.index(t)
@@ -94,11 +120,17 @@ objectives {html.escape(', '.join(obj))};
 ({html.escape(', '.join(f'{k} {v}' for k, v in sorted(counts.items())))}) in {elapsed / 60:.1f} min.
 Front at {info.budget:g} epochs: {int(info.front_mask.sum())} configurations, hypervolume {info.hypervolume:.5g}
 (reference point {html.escape(', '.join(f'{v:.4g}' for v in info.ref))}), knee: trial {knee_trial}.</p>
-<h2>Error vs energy</h2>{front_img}
-<h2>Pareto configurations</h2><table>{head}{''.join(rows)}</table>
-<h2>Default configuration</h2>\
-<table>{head}{default_row or '<tr><td class="l">the default has no result at this budget</td></tr>'}</table>
+<h2>{html.escape(' vs '.join(obj[:2]))}</h2>{front_img}
+<h2>Pareto configurations</h2><p class="muted">A % change is shown only where it exceeds both values' \
+measured spread (two standard errors of the error, half the IQR of repeated inference measurements); \
+"?" marks a figure measured once, whose spread is unknown.</p>
+<div class="scroll"><table>{head}{''.join(rows)}</table></div>
+<h2>Default configuration</h2><div class="scroll">\
+<table>{head}{default_row or '<tr><td class="l">the default has no result at this budget</td></tr>'}</table></div>
+<h2>The search's own footprint</h2>
+<p>{html.escape(footprint_text(spent))}.</p>
 <h2>Hypervolume over time</h2>{hv_img}
+<h2>Hypervolume against energy spent</h2>{hv_energy_img}
 <h2>Failed and cut-short trials</h2>\
 <table><tr><th class='l'>trial</th><th>budget</th><th class='l'>status</th><th class='l'>reason</th></tr>\
 {fail_rows or '<tr><td class="l" colspan=4>none</td></tr>'}</table>

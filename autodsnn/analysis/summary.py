@@ -9,7 +9,9 @@ from typing import Any, Sequence
 
 from ..store import Run, TrialRow
 from ..trial import TrialStatus
-from .pareto import FrontInfo, ParetoError, front_info
+from ..trial.energy import format_energy
+from ..trial.objectives import show
+from .pareto import Footprint, FrontInfo, ParetoError, comparison_text, footprint, front_info
 
 
 @dataclass
@@ -20,6 +22,7 @@ class RunSummary:
     elapsed: float                    # wall-clock seconds the run has used
     info: FrontInfo | None = None     # None until a trial succeeds
     stopped: str = ""
+    spent: Footprint | None = None    # what all the run's trials cost
 
     @property
     def highest_budget(self) -> float | None:
@@ -39,21 +42,40 @@ class RunSummary:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
         lines = [f"run {self.run_dir}: {sum(self.counts.values())} trials ({counts}) in {self.elapsed:.0f}s; "
                  f"{self.stopped}".rstrip("; ")]
+        if self.spent is not None:
+            lines.append(footprint_text(self.spent))
         if self.info is None:
             lines.append("no trial finished: no Pareto front")
             return "\n".join(lines)
         lines.append(f"Pareto front at the highest budget reached ({self.highest_budget:g} epochs):")
-        for row in self.front:
-            tag = " (default)" if row.is_default else ""
+        for index, row in zip(self._front_indices(), self.front):
+            cmp = self.info.comparisons.get(index)
+            tag = " (default)" if row.is_default else "" if cmp is None else f"  {comparison_text(cmp)}"
             lines.append(f"  trial {row.trial_id:>4}  {self._values(row)}  {short_config(row.config)}{tag}")
+            lines.append(f"              {beside(row)}")
         if self.default is not None:
             lines.append(f"default configuration: {self._values(self.default)}")
-            dominating = sum(c["dominates_default"] for c in self.info.comparisons.values())
-            lines.append(f"{dominating} front configuration(s) dominate the default")
+            others = [c for i, c in self.info.comparisons.items() if i != self.info.default_index]
+            dominating = sum(c["dominates_default"] for c in others)
+            within = sum(c["within_noise"] for c in others)
+            lines.append(f"{dominating} front configuration(s) dominate the default beyond the measured noise"
+                         + (f"; {within} within noise of it" if within else ""))
         return "\n".join(lines)
 
+    def _front_indices(self) -> list[int]:
+        return [self.info.trials.index(row) for row in self.front]
+
     def _values(self, row: TrialRow) -> str:
-        return "  ".join(f"{o} {row.objectives[o]:.4g}" for o in self.objectives)
+        return "  ".join(f"{o} {show(o, row.objectives.get(o))}" for o in self.objectives)
+
+
+def beside(row: TrialRow) -> str:
+    """The energy figures reported beside the objectives: training energy and the analytic estimate."""
+    r = row.result
+    analytic = r.analytic.get("energy_pj_per_sample")
+    return (f"training {format_energy(r.energy_kwh_total)}, analytic "
+            + ("-" if analytic is None else f"{analytic / 1e6:.3g} uJ/image")
+            + ("" if r.inference_latency_ms is None else f", {r.inference_latency_ms:.3g} ms/image at batch 1"))
 
 
 def short_config(config: dict[str, Any]) -> str:
@@ -65,10 +87,18 @@ def short_config(config: dict[str, Any]) -> str:
 def summarize(run: Run, objectives: Sequence[str] | None = None, stopped: str = "") -> RunSummary:
     """The front at the highest budget that has successful trials, and the default's row there.
     ``objectives`` default to the run's own."""
-    objectives = tuple(objectives or run.experiment.get("objectives") or ("error", "energy"))
+    objectives = tuple(objectives or run.objectives)
     counts, elapsed = run.counts(), float(run.meta("elapsed_seconds") or 0.0)
     try:
         info = front_info(run, objectives)
     except ParetoError:  # no successful trial yet
         info = None
-    return RunSummary(run.path, objectives, counts, elapsed, info, stopped)
+    return RunSummary(run.path, objectives, counts, elapsed, info, stopped, footprint(run.trials()))
+
+
+def footprint_text(spent: Footprint) -> str:
+    """The search's own cost in one line (Green AutoML reporting)."""
+    missing = f"; {spent.missing} trial(s) without a valid energy reading are not in it" if spent.missing else ""
+    return (f"the search's own footprint: {format_energy(spent.energy_kwh)} of training energy, "
+            f"{spent.emissions_kg * 1e3:.3g} g CO2eq over {spent.trials} trials (failed and cut short included)"
+            f"{missing}")

@@ -252,7 +252,7 @@ class _Optimizer:
         if time.time() >= self.deadline:
             return "stopped at the wall-clock budget"
         if self.trial_cap_reached():
-            return f"stopped after {self.exp.trials} trials"
+            return f"stopped: the run holds {len(self.run)} trials (--trials {self.exp.trials} caps the run's total)"
         if self.exhausted:
             return "stopped: the search space is exhausted"
         return "finished"

@@ -6,6 +6,7 @@ None (and one warning) and use their PyTorch paths.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import warnings
@@ -23,8 +24,11 @@ _PORTABLE: Any = None
 
 
 def cache_dir(suffix: str = "") -> Path:
-    """Where compiled extensions live: per torch version, under $AUTODSNN_CACHE or ~/.cache/autodsnn."""
-    return cache_root() / "extensions" / f"torch-{torch.__version__.split('+')[0]}{suffix}"
+    """Where compiled extensions live, under $AUTODSNN_CACHE or ~/.cache/autodsnn: per torch
+    version and per source folder, so two checkouts (or a checkout and a wheel) never take turns
+    rebuilding one shared build directory (each rebuild costs 30-40 s)."""
+    source = hashlib.sha1(str(project_folder("native").resolve()).encode()).hexdigest()[:10]
+    return cache_root() / "extensions" / f"torch-{torch.__version__.split('+')[0]}{suffix}-{source}"
 
 
 def _build(portable: bool) -> Any:

@@ -44,7 +44,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def restore_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer,
                        hparams: HParams, task: Task, budget: float) -> tuple[float, float]:
     """Load a lower-budget checkpoint of the same configuration into ``model`` and ``optimizer``
-    and continue its RNG. Returns (epochs done, energy in kWh spent to get there)."""
+    and continue its RNG. Returns (epochs done, energy in kWh spent to get there: None when
+    that energy could not be measured)."""
     ckpt = load_checkpoint(path)
     if ckpt["config_key"] != config_key(hparams, task):
         raise CheckpointError(f"checkpoint {path} belongs to another configuration")
@@ -55,4 +56,5 @@ def restore_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: tor
     torch.set_rng_state(ckpt["rng_cpu"])
     if ckpt.get("rng_cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
-    return float(ckpt["epochs_done"]), float(ckpt.get("energy_kwh_total", 0.0))
+    spent = ckpt.get("energy_kwh_total")
+    return float(ckpt["epochs_done"]), None if spent is None else float(spent)

@@ -53,7 +53,13 @@ def parse_depth(text: str) -> int | str:
 
 
 def parse_shift_max(text: str) -> int | str:
-    return "auto" if str(text) == "auto" else int(text)
+    """'auto' (per layer) or an integer exponent."""
+    if str(text) == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise HParamsError(f"shift_max must be an integer exponent or 'auto', got {text!r}") from None
 
 
 def _hp(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - argparse's own word
@@ -169,10 +175,23 @@ class Task:
     measure_inference: bool = True
     inference_kernels: str = _hp("float", "how the measured inference pass runs: deployed kernels in this mode, "
                                           "or the emulation", choices=inference_kernels)
+    inference_window: float = _hp(0.25, "seconds per metered inference repetition (each batch size)", parse=float)
+    inference_repeats: int = _hp(3, "metered inference repetitions per batch size (median and IQR)", parse=int)
+    inference_batch: int = _hp(64, "the throughput batch of the inference measurement (latency is at batch 1)",
+                               parse=int)
     country: str | None = _hp(None, "ISO code of the country whose carbon intensity sets emissions "
                                     "(default $AUTODSNN_COUNTRY or DEU)")
 
     def __post_init__(self) -> None:
+        if not 0 <= self.val_fraction < 1:
+            raise HParamsError(f"val_fraction={self.val_fraction}: use a fraction in [0, 1)")
+        if self.train_subset is not None and not (0 < self.train_subset <= 1 or
+                                                  (float(self.train_subset).is_integer() and self.train_subset >= 1)):
+            raise HParamsError(f"train_subset={self.train_subset}: use a fraction in (0, 1] or a number of images")
+        if not (self.inference_window > 0 and self.inference_repeats >= 1 and self.inference_batch >= 1):
+            raise HParamsError(f"inference_window ({self.inference_window}), inference_repeats "
+                               f"({self.inference_repeats}) and inference_batch ({self.inference_batch}) must be "
+                               "positive")
         if self.inference_kernels not in inference_kernels():
             raise HParamsError(f"inference_kernels={self.inference_kernels!r}: use one of "
                                f"{', '.join(inference_kernels())}")
@@ -187,7 +206,8 @@ def plain(value: Any) -> Any:
 
 
 # Task settings that do not change what is trained: a checkpoint stays valid across them.
-_RUN_ONLY = ("device", "eval_batch_size", "measure_inference", "inference_kernels", "country")
+_RUN_ONLY = ("device", "eval_batch_size", "measure_inference", "inference_kernels", "country", "inference_window",
+             "inference_repeats", "inference_batch")
 
 
 def config_key(hparams: HParams, task: Task) -> str:

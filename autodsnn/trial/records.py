@@ -10,6 +10,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from .energy import format_energy
 from .hparams import Task
 
 
@@ -54,20 +55,24 @@ class TrialResult:
     epochs_done: float = 0.0
     resumed_from_epochs: float = 0.0
     val_error: float | None = None
+    val_samples: int | None = None      # how many images the validation error is over
     val_loss: float | None = None
     train_loss: float | None = None
     wall_time: float = 0.0
-    energy_kwh: float = 0.0
-    energy_kwh_total: float = 0.0       # including the checkpoint this trial continued from
-    emissions_kg: float = 0.0
-    energy: dict[str, Any] = field(default_factory=dict)
-    inference_energy_kwh: float | None = None
-    inference_emissions_kg: float | None = None
-    inference_seconds: float | None = None
+    # Training energy; None where the meter could not take a valid reading (the reason is in
+    # ``missing``), never a silent 0.
+    energy_kwh: float | None = None
+    energy_kwh_total: float | None = None   # including the checkpoint this trial continued from
+    emissions_kg: float | None = None
+    energy: dict[str, Any] = field(default_factory=dict)   # the reading: window, components, methods
+    # Inference through the deployed kernels (trial.inference): per-image medians over repetitions
+    inference_energy_uj: float | None = None   # at the throughput batch, total (idle included)
+    inference_latency_ms: float | None = None  # at batch 1
     inference_samples: int | None = None
     inference_path: str | None = None
     inference_error: float | None = None   # validation error of the model that ran the inference pass
-    inference_energy: dict[str, Any] = field(default_factory=dict)
+    inference: dict[str, Any] = field(default_factory=dict)  # the whole profile: batches, IQRs, idle, dynamic
+    missing: dict[str, str] = field(default_factory=dict)    # measurement -> why it could not be taken
     analytic: dict[str, Any] = field(default_factory=dict)
     converted_layers: int = 0
     device: str = "cpu"
@@ -104,6 +109,7 @@ class TrialResult:
         if not self.ok and self.val_error is None:
             return f"{self.status}: {self.reason}"
         acc = 100 * (1 - (self.val_error or 0.0))
+        emissions = "missing" if self.emissions_kg is None else f"{self.emissions_kg * 1e3:.3g} g CO2eq"
         return (f"{self.status}: val acc {acc:.2f}% after {self.epochs_done:g} epochs, {self.wall_time:.1f}s, "
-                f"{self.energy_kwh * 1e3:.4f} Wh, {self.emissions_kg * 1e3:.4f} g CO2eq"
+                f"training energy {format_energy(self.energy_kwh)}, emissions {emissions}"
                 + (f" ({self.reason})" if self.reason else ""))

@@ -23,8 +23,8 @@ from .energy import EnergyMeter
 from .hparams import HParams, HParamsError, Task
 from .loop import DivergedError, evaluate
 from .records import TrialRequest, TrialResult, TrialStatus
-from .training import (analytic_cost, build_model, load_task_data, make_optimizer, measure_inference,
-                       resolve_device, run_epochs)
+from .inference import profile_inference
+from .training import analytic_cost, build_model, load_task_data, make_optimizer, resolve_device, run_epochs
 
 
 def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Task = Task(), seed: int = 0,
@@ -44,7 +44,7 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
                                   hparams=hparams.to_dict())
     result = TrialResult(status=TrialStatus.OK, hparams=hparams.to_dict(), budget=float(budget))
     meter = EnergyMeter(task.country)
-    prior_energy = 0.0
+    prior_energy: float | None = 0.0   # kWh spent by the checkpoint this trial continues (None: unknown)
     try:
         device = resolve_device(task.device)
         result.device = str(device)
@@ -69,23 +69,29 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
             val_stats = progress.val or evaluate(model, val, device=device)
         result.epochs_done, result.history = progress.epochs_done, progress.history
         result.train_loss, result.val_loss, result.val_error = progress.train_loss, val_stats.loss, val_stats.error
+        result.val_samples = val_stats.samples
         if progress.stopped:
             result.status = TrialStatus.CUT_SHORT
             result.reason = f"deadline reached after {progress.epochs_done:.3g} of {budget:g} epochs"
 
         if checkpoint_path is not None:
-            result.checkpoint = str(save_checkpoint(
-                Path(checkpoint_path), model, optimizer, progress.epochs_done, hparams, task,
-                extra={"energy_kwh_total": prior_energy + meter.reading.energy_kwh}))
+            spent = None if prior_energy is None or meter.reading.energy_kwh is None else \
+                prior_energy + meter.reading.energy_kwh
+            result.checkpoint = str(save_checkpoint(Path(checkpoint_path), model, optimizer, progress.epochs_done,
+                                                    hparams, task, extra={"energy_kwh_total": spent}))
         if export_path is not None and result.converted_layers:
             export(model, export_path)
         if task.measure_inference:
-            inference = measure_inference(model, val, device, task.inference_kernels, task.country)
-            result.inference_path, result.inference_error = inference.path, inference.stats.error
-            result.inference_seconds, result.inference_samples = inference.stats.seconds, inference.stats.samples
-            result.inference_energy_kwh = inference.reading.energy_kwh
-            result.inference_emissions_kg = inference.reading.emissions_kg
-            result.inference_energy = inference.reading.to_dict()
+            profile = profile_inference(model, val, device, kernels=task.inference_kernels,
+                                        batch_sizes=(1, task.inference_batch), window_s=task.inference_window,
+                                        repeats=task.inference_repeats, country=task.country)
+            throughput, latency = profile.at(task.inference_batch), profile.at(1)
+            result.inference_path, result.inference_error = profile.path, profile.error
+            result.inference_samples = profile.samples
+            result.inference_energy_uj, result.inference_latency_ms = throughput["energy_uj"], latency["latency_ms"]
+            result.inference = profile.to_dict()
+            if result.inference_energy_uj is None:
+                result.missing["inference_energy"] = throughput["missing"] or "not measured"
         result.analytic = analytic_cost(model, splits.info.input_shape)
     except DivergedError as exc:
         result.status, result.reason = TrialStatus.FAILED, f"diverged: {exc}"
@@ -98,7 +104,12 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
     finally:
         reading = meter.reading
         result.energy_kwh, result.emissions_kg = reading.energy_kwh, reading.emissions_kg
-        result.energy_kwh_total = prior_energy + reading.energy_kwh
+        result.energy_kwh_total = None if reading.energy_kwh is None or prior_energy is None else \
+            prior_energy + reading.energy_kwh
+        if reading.missing:
+            result.missing["energy"] = reading.missing
+        elif prior_energy is None:
+            result.missing["energy"] = f"the energy of the checkpoint this trial continued ({resume_from}) is missing"
         result.energy.update(reading.to_dict())
         result.wall_time = time.time() - start
     return result

@@ -1,11 +1,10 @@
 """The pieces every training run is made of, shared by a search trial (`train_trial`) and the
 full-budget retraining of a chosen design (`autodsnn.analysis.retrain`): data, model,
 optimizer, the epoch loop with its learning-rate schedule and partial-epoch rule, and the
-measured inference pass through the deployed shift kernels.
+analytic cost (the measured inference pass is `autodsnn.trial.inference`).
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 import math
@@ -17,9 +16,9 @@ import torch
 from torch import nn
 
 from ..errors import AutoDSNNError
-from ..shift import ShiftConfigError, convert, cost, deploy, inference_path, is_shift_layer
+from ..shift import convert, cost
 from ..zoo import DataSplits, DatasetInfo, create_model, load_dataset, load_weights
-from .energy import EnergyMeter, EnergyReading
+from .energy import EnergyMeter, format_energy
 from .hparams import HParams, Task
 from .loop import EvalStats, evaluate, train_epoch
 from .optim import build_optimizer
@@ -32,9 +31,16 @@ class DeviceError(AutoDSNNError, ValueError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """"auto" (a GPU where there is one), "cpu", "cuda" or "cuda:N"; raises :class:`DeviceError`
+    for a device this machine does not have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {name}: autodsnn trains on cpu or cuda; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"--device {name}: no CUDA device is available here; use --device cpu")
     return device
@@ -122,55 +128,10 @@ def run_epochs(model: nn.Module, optimizer: torch.optim.Optimizer, train: Any, h
             line += f"  val acc {100 * progress.val.accuracy:.2f}%"
         if meter is not None:
             row["energy_kwh_so_far"] = meter.so_far()
-            line += f"  energy {meter.so_far() * 1e3:.4f} Wh"
+            line += f"  energy {format_energy(row['energy_kwh_so_far'])}"
         progress.history.append(row)
         log.info("%s  %.1fs", line, stats.seconds)
     return progress
-
-
-@dataclass
-class InferenceMeasurement:
-    """One metered pass in eval mode: which arithmetic ran, its accuracy, time and energy."""
-
-    path: str
-    stats: EvalStats
-    reading: EnergyReading
-
-    @property
-    def images_per_second(self) -> float:
-        return self.stats.samples / max(self.stats.seconds, 1e-9)
-
-
-def measure_inference(model: nn.Module, batches: Iterable, device: torch.device, kernels: str = "float",
-                      country: str | None = None) -> InferenceMeasurement:
-    """One timed, metered pass over ``batches`` through the deployed shift kernels in mode
-    ``kernels`` (a packed copy of the model; the model itself is left as it is), or through the
-    training emulation with ``kernels="emulation"``. A model without shift layers runs as is."""
-    runner, path = model, "torch-emulation"
-    if not any(is_shift_layer(m) for m in model.modules()):
-        path = "torch float (no shift layers)"
-    elif kernels != "emulation":
-        try:
-            runner = copy.deepcopy(model).eval()
-            deploy(runner, kernels)
-        except ShiftConfigError as exc:
-            runner, path = model, f"torch-emulation (deploy failed: {exc})"
-    _warm_up(runner, batches, device)
-    with EnergyMeter(country) as meter:
-        stats = evaluate(runner, batches, device=device)
-    if runner is not model:
-        path = inference_path(runner)  # known once the layers have run: which kernels took each call
-    return InferenceMeasurement(path, stats, meter.reading)
-
-
-@torch.no_grad()
-def _warm_up(model: nn.Module, batches: Iterable, device: torch.device) -> None:
-    """One batch through the model before the metered pass: first-call costs (a kernel build,
-    allocator growth, oneDNN primitive creation) are not inference energy."""
-    model.eval()
-    for x, _ in batches:
-        model(x[:64].to(device))
-        break
 
 
 def analytic_cost(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
