@@ -187,5 +187,7 @@ def test_energy_units_people_read():
     assert format_energy(None) == "missing"
     assert format_energy(1e-4) == "360 J"
     assert format_energy(2e-7) == "720 mJ"
-    assert format_energy(0.002) == "2 Wh"
+    assert format_energy(1100 / 3.6e6) == "1.1 kJ"
+    assert format_energy(0.002) == "7.2 kJ"
+    assert format_energy(0.05) == "50 Wh"
     assert format_energy(3.5) == "3.5 kWh"

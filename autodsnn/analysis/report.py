@@ -38,17 +38,24 @@ def _fmt(v: Any) -> str:
     return html.escape(_plain(v))
 
 
-# The per-trial columns besides the objectives: header, then how to read it from a row.
-_COLUMNS: tuple[tuple[str, Any], ...] = (
-    ("val accuracy", lambda t: None if t.result.val_error is None else f"{100 * (1 - t.result.val_error):.2f}%"),
-    ("training energy", lambda t: format_energy(t.result.energy_kwh_total)),
-    ("emissions", lambda t: None if t.result.emissions_kg is None else f"{t.result.emissions_kg * 1e3:.3g} g"),
-    ("inference uJ/image", lambda t: t.result.inference_energy_uj),
-    ("latency ms/image", lambda t: t.result.inference_latency_ms),
-    ("analytic uJ/image", lambda t: _scaled(t.result.analytic.get("energy_pj_per_sample"), 1e-6)),
-    ("model size", lambda t: _kib(t.result.analytic.get("model_bits"))),
-    ("trial time", lambda t: f"{t.result.wall_time:.1f} s"),
+# The per-trial columns besides the objectives: header, how to read it, and the objective it
+# repeats (left out when that objective has its own column).
+_COLUMNS: tuple[tuple[str, Any, str | None], ...] = (
+    ("val accuracy", lambda t: None if t.result.val_error is None else f"{100 * (1 - t.result.val_error):.2f}%",
+     None),
+    ("training energy", lambda t: format_energy(t.result.energy_kwh_total), "energy"),
+    ("emissions", lambda t: None if t.result.emissions_kg is None else f"{t.result.emissions_kg * 1e3:.3g} g",
+     "emissions"),
+    ("inference uJ/image", lambda t: t.result.inference_energy_uj, "inference_energy"),
+    ("latency ms/image", lambda t: t.result.inference_latency_ms, "latency"),
+    ("analytic uJ/image", lambda t: _scaled(t.result.analytic.get("energy_pj_per_sample"), 1e-6), "analytic_energy"),
+    ("model size", lambda t: _kib(t.result.analytic.get("model_bits")), "model_bits"),
+    ("trial time", lambda t: f"{t.result.wall_time:.1f} s", None),
 )
+
+
+def _columns(objectives: tuple[str, ...]) -> list[tuple[str, Any]]:
+    return [(name, read) for name, read, repeats in _COLUMNS if repeats not in objectives]
 
 
 def _scaled(value: float | None, factor: float) -> float | None:
@@ -68,7 +75,7 @@ def _metrics_row(t: TrialRow, objectives: tuple[str, ...], comparison: dict[str,
     cells = [f'<td class="l">{t.trial_id}</td>', f'<td class="l">{html.escape(point_label(t.config))}</td>',
              f"<td>{t.budget:g}</td>"]
     cells += [f"<td>{html.escape(show(o, t.objectives.get(o)))}</td>" for o in objectives]
-    cells += [f"<td>{_fmt(read(t))}</td>" for _, read in _COLUMNS]
+    cells += [f"<td>{_fmt(read(t))}</td>" for _, read in _columns(objectives)]
     vs = "the default" if t.is_default else "-" if comparison is None else comparison_text(comparison)
     cells.append(f'<td class="wrap">{html.escape(vs)}</td>')
     cells.append(_config_cell(t.config))
@@ -95,7 +102,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
     obj = info.objectives
     head = ("<tr><th class='l'>trial</th><th class='l'>design</th><th>budget</th>"
             + "".join(f"<th>{html.escape(label(o))}</th>" for o in obj)
-            + "".join(f"<th>{html.escape(name)}</th>" for name, _ in _COLUMNS)
+            + "".join(f"<th>{html.escape(name)}</th>" for name, _ in _columns(obj))
             + "<th class='l'>vs default (beyond noise)</th><th class='l'>configuration</th></tr>")
     rows = []
     for t in info.front:

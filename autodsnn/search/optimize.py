@@ -32,7 +32,7 @@ from ..errors import AutoDSNNError
 from ..store import Run
 from ..trial import HParams, TrialRequest, TrialResult, TrialStatus
 from ..trial.hparams import plain
-from ..trial.objectives import crash_costs, objective_values
+from ..trial.objectives import crash_costs, objective_values, show
 from ..zoo import dataset_info, find_local, load_dataset, normalize_name, num_convertible_layers
 from .cluster import start_client, worker_slots
 from .experiment import Experiment, ExperimentError
@@ -202,7 +202,7 @@ class _Optimizer:
     def _report(self, trial_id: int, pending: _Pending, result: TrialResult, objectives: dict[str, float]) -> None:
         counts = self.run.counts()
         left = max(0.0, self.deadline - time.time())
-        vals = "  ".join(f"{o} {v:.4g}" for o, v in objectives.items()) or (result.reason or "")[:80]
+        vals = "  ".join(f"{o} {show(o, v)}" for o, v in objectives.items()) or (result.reason or "")[:80]
         tag = " default" if pending.is_default else ""
         log.info(f"[{trial_id:>4}] budget {pending.budget:>4g}  {result.status:<9} {vals}  "
                  f"{result.wall_time:.1f}s{tag} | "

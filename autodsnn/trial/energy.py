@@ -187,12 +187,11 @@ class EnergyMeter:
 
 
 def format_energy(kwh: float | None) -> str:
-    """Energy in the unit people read: mJ, J, Wh or kWh ("missing" for None)."""
+    """Energy in the unit people read: mJ, J, kJ, Wh or kWh ("missing" for None)."""
     if kwh is None:
         return "missing"
     joules = kwh * 3.6e6
-    if abs(joules) < 1:
-        return f"{joules * 1e3:.3g} mJ"
-    if abs(joules) < 3600:
-        return f"{joules:.3g} J"
-    return f"{kwh * 1e3:.3g} Wh" if abs(kwh) < 1 else f"{kwh:.3g} kWh"
+    for limit, unit, scale in ((1.0, "mJ", 1e3), (1e3, "J", 1.0), (3.6e4, "kJ", 1e-3), (3.6e6, "Wh", 1 / 3600)):
+        if abs(joules) < limit:
+            return f"{joules * scale:.3g} {unit}"
+    return f"{kwh:.3g} kWh"
