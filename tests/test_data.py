@@ -441,3 +441,37 @@ def test_augment_batch_crop_and_flip():
     batches = list(D.iterate_batches(x, torch.zeros(64, dtype=torch.long), 16, True, g,
                                      augment=True))
     assert len(batches) == 4 and batches[0][0].shape == (16, 3, 32, 32)
+
+
+class _Hostile:
+    """Unpickling this calls a function: what a planted "CIFAR batch" could do to pickle.load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_hostile_cifar_batch_is_refused_without_running_code(tmp_path):
+    _fake_cifar10(tmp_path)
+    marker = tmp_path / "code-ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    _write_pickle(batch, {b"data": _Hostile(marker), b"labels": [1]})
+    D.clear_memory_cache()
+    with pytest.raises(D.ZooError, match=r"data_batch_3 is not a CIFAR batch \(refusing \S+\)"):
+        D.load_dataset("cifar10", data_dir=tmp_path, download=False)
+    assert not marker.exists()
+
+
+def test_cifar_batches_pickled_by_numpy_1_still_load(tmp_path):
+    """The official files name numpy 1's module paths (numpy.core.multiarray)."""
+    _fake_cifar10(tmp_path)
+    d = tmp_path / "cifar-10-batches-py"
+    for path in d.glob("*_batch*"):
+        data = path.read_bytes()
+        assert b"numpy._core.multiarray" in data
+        path.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    D.clear_memory_cache()
+    splits = D.load_dataset("cifar10", data_dir=tmp_path, download=False, val_fraction=0.1)
+    assert splits.train.tensors[0].shape[1:] == (3, 32, 32) and len(splits.test) == 50

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -92,10 +93,40 @@ def find_all_files(directory: Path, parts: Mapping[str, Sequence[str]]) -> dict[
     return None
 
 
+# All a CIFAR batch holds besides plain containers, strings, bytes and numbers: numpy arrays
+# (pickled with numpy 1's or numpy 2's module paths), and bytes as Python 3 writes them in
+# protocol 2 (_codecs.encode: a pure function, it runs nothing).
+_CIFAR_GLOBALS = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                  for name in ("_reconstruct", "scalar")}
+_CIFAR_GLOBALS |= {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads only what CIFAR's format holds: any other global (a function to call, a class to
+    build) is refused, so a hostile file in --data-dir cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}")
+        with warnings.catch_warnings():  # numpy 2 still resolves numpy.core, with a deprecation notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[str, Any]:
-    # CIFAR's official format is a Python pickle; only load files you trust.
-    with open(path, "rb") as fh:
-        obj = pickle.load(fh, encoding="bytes")
+    """One CIFAR batch (a python pickle), through :class:`_CifarUnpickler`; raises ZooError naming
+    the file for anything that is not such a batch."""
+    try:
+        with open(path, "rb") as fh:
+            obj = _CifarUnpickler(fh, encoding="bytes").load()
+    except pickle.UnpicklingError as exc:
+        raise ZooError(f"{path} is not a CIFAR batch ({exc}): a CIFAR batch holds only dicts, lists, strings, "
+                       "bytes, numbers and numpy arrays; replace the file with the official one") from None
+    except (EOFError, ValueError, TypeError) as exc:
+        raise ZooError(f"{path} is not a readable CIFAR batch ({type(exc).__name__}: {exc}); replace it with "
+                       "the official file") from None
+    if not isinstance(obj, dict):
+        raise ZooError(f"{path} holds a {type(obj).__name__}, not a CIFAR batch dict")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in obj.items()}
 
 
