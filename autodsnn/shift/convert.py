@@ -156,6 +156,8 @@ def convert(model: nn.Module, config: ShiftConfig | None = None, *, filter_fn: F
     depth = len(selected) if config.shift_depth == "all" else int(config.shift_depth)
     for name in selected[depth:]:
         report.kept_float.append((name, f"beyond shift_depth={config.shift_depth}"))
+    for name in selected[:depth]:  # all checked before any is swapped: no half-converted model
+        _check_finite(name, modules[name])
     for name in selected[:depth]:
         old = modules[name]
         kind = _kind_of(old)
@@ -165,6 +167,20 @@ def convert(model: nn.Module, config: ShiftConfig | None = None, *, filter_fn: F
         report.converted.append(ConvertedLayer(name, kind or "?", tuple(old.weight.shape), new.codes.describe(),
                                                "float inputs" if fmt is None else fmt.describe()))
     return report
+
+
+def _check_finite(name: str, module: nn.Module) -> None:
+    """Rounding a NaN or an infinity to a power of two gives a plausible-looking code (0, or the
+    largest level): refuse instead, naming the layer."""
+    for part in ("weight", "bias"):
+        values = getattr(module, part, None)
+        if values is None or values.is_meta:
+            continue
+        bad = int((~torch.isfinite(values.detach())).sum())
+        if bad:
+            raise ShiftConfigError(f"layer {name!r}: {bad} of its {values.numel()} float {part} values are NaN or "
+                                   "infinite; convert needs finite weights (check the checkpoint or the training "
+                                   "that produced them)")
 
 
 def _check_explicit_patterns(model: nn.Module, config: ShiftConfig) -> None:

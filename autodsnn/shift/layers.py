@@ -22,7 +22,7 @@ from torch import nn
 
 from .config import ShiftConfig
 from .modes import register_weight_mode, weight_mode
-from .quant import (CodeSet, FixedPoint, dense_weight, pow2, ps_weight, quantize_fixed_point,
+from .quant import (CodeSet, FixedPoint, dense_weight, pow2, ps_round, ps_weight, quantize_fixed_point,
                     quantize_pow2, round_pow2_ste, round_pow2_values)
 
 AUTO_SEARCH_BELOW, AUTO_HEADROOM, AUTO_TOLERANCE = 8, 3, 1e-3
@@ -126,10 +126,12 @@ class PSWeight(WeightQuantizer):
     @classmethod
     def from_float(cls, weight, codes, stochastic):  # noqa: ANN001, ANN206
         w = weight.detach()
-        tiny = torch.finfo(w.dtype).tiny
-        shift = torch.log2(w.abs().clamp_min(tiny)).clamp(codes.shift_min, codes.shift_max)
-        # Start from exactly the Q-mode rounding of the float weights (zero included).
-        sign, _ = quantize_pow2(w, codes)
+        # Start from exactly the Q-mode rounding of the float weights (zero included): P is the
+        # exact nearest exponent plus log2's fraction kept inside (-0.5, 0.5), so round(P) is that
+        # exponent even where float log2 would round across sqrt(2) * 2^k.
+        sign, exp = quantize_pow2(w, codes)
+        fraction = (torch.log2(w.abs().double()) - exp.double()).nan_to_num(0.0).clamp(-0.499, 0.499)
+        shift = (exp.double() + fraction).to(w.dtype).clamp(codes.shift_min, codes.shift_max)
         return cls(shift, sign, codes, stochastic)
 
     def project_(self) -> None:
@@ -143,8 +145,7 @@ class PSWeight(WeightQuantizer):
         return ps_weight(self.shift, self.sign, self.codes, self.stochastic and self.training)
 
     def sign_and_shift(self):  # noqa: ANN201
-        p = torch.floor(self.shift.detach() + 0.5).clamp(self.codes.shift_min, self.codes.shift_max)
-        s = torch.floor(self.sign.detach().clamp(-1, 1) + 0.5)
+        s, p = ps_round(self.shift.detach(), self.sign.detach(), self.codes)
         p = torch.where(s == 0, torch.full_like(p, self.codes.shift_min), p)
         return s.to(torch.int8), p.to(torch.int16)
 

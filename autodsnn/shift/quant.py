@@ -162,10 +162,30 @@ def round_pow2_values(w: torch.Tensor, codes: "CodeSet") -> torch.Tensor:
     return (rounded | (bits & _F32_SIGN_MASK)).view(torch.float32)
 
 
+# The smallest float64 c with c * c >= 1/2: for any float64 f, f >= sqrt(1/2) exactly iff
+# f >= _SQRT_HALF (sqrt(1/2) is irrational, so no float equals it). Checked in the tests with
+# rational arithmetic.
+_SQRT_HALF = 0.7071067811865476
+
+
+def nearest_exponent(magnitude: torch.Tensor) -> torch.Tensor:
+    """The integer k nearest to log2(m) for every m > 0, exactly (no float log2): with
+    m = f * 2^e, f in [0.5, 1) (frexp in float64, where every float32 is normal), k is e if
+    f >= sqrt(1/2) and e - 1 otherwise. The threshold sqrt(2) * 2^(k-1) is irrational, so no
+    float is ever a tie. Returns ``magnitude``'s dtype; zeros give a very small exponent,
+    infinities a very large one (they saturate), NaN stays NaN."""
+    m = magnitude.double()
+    f, e = torch.frexp(m)
+    k = e.to(torch.float64) - 1 + (f >= _SQRT_HALF).to(torch.float64)
+    k = torch.where(m > 0, k, torch.full_like(k, -1e4))
+    k = torch.where(torch.isinf(m), torch.full_like(k, 1e4), k)
+    return torch.where(torch.isnan(m), m, k).to(magnitude.dtype)
+
+
 def round_log2(magnitude: torch.Tensor, stochastic: bool, generator: torch.Generator | None = None) -> torch.Tensor:
     """Integer exponent of the nearest power of two (see module doc); magnitude must be > 0."""
     if not stochastic:
-        return torch.floor(torch.log2(magnitude) + 0.5)
+        return nearest_exponent(magnitude)
     floor_exp = torch.floor(torch.log2(magnitude))
     lower = torch.ldexp(torch.ones_like(magnitude), floor_exp.to(torch.int32))
     p_up = (magnitude - lower) / lower  # in [0, 1): unbiased between the two levels
@@ -182,7 +202,10 @@ def quantize_pow2(w: torch.Tensor, codes: CodeSet, stochastic: bool = False,
     tiny = torch.finfo(w.dtype).tiny
     if not stochastic and w.dtype == torch.float32 and codes.shift_min >= -125:
         # the exponent field of the bit-rounded magnitude: identical rounding to the fast path
+        # (subnormals read as 2^-126, below every level here: flushed or raised alike)
         exp = (((mag.clamp_min(tiny).view(torch.int32) + _F32_LOG_ROUND_CARRY) >> _F32_MANT) - _F32_BIAS).to(w.dtype)
+    elif not stochastic:
+        exp = nearest_exponent(mag)  # exact for every float, subnormals and wide code sets included
     else:
         exp = round_log2(mag.clamp_min(tiny), stochastic, generator)
     below = exp < codes.shift_min
@@ -201,15 +224,24 @@ def quantize_pow2(w: torch.Tensor, codes: CodeSet, stochastic: bool = False,
     return sign, exp
 
 
+def keep_nonfinite(weight: torch.Tensor, *latents: torch.Tensor) -> torch.Tensor:
+    """``weight`` with NaN wherever a latent is NaN or infinite: a diverged latent must show up in
+    the loss (and stop the trial as diverged), not round to a plausible power of two or to 0.
+    ``latent - latent`` is 0 for finite values and NaN otherwise, at the cost of two adds."""
+    for latent in latents:
+        weight = weight + (latent - latent)
+    return weight
+
+
 class _RoundPow2STE(torch.autograd.Function):
     """Q mode: w -> sign * 2^round(log2|w|); gradient passes straight through."""
 
     @staticmethod
     def forward(ctx: Any, w: torch.Tensor, codes: CodeSet, stochastic: bool) -> torch.Tensor:  # type: ignore[override]
         if not stochastic:
-            return round_pow2_values(w, codes)
+            return keep_nonfinite(round_pow2_values(w, codes), w)
         sign, exp = quantize_pow2(w, codes, stochastic)
-        return sign * pow2(exp, w.dtype, (codes.shift_min, codes.shift_max))
+        return keep_nonfinite(sign * pow2(exp, w.dtype, (codes.shift_min, codes.shift_max)), w)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
@@ -221,7 +253,7 @@ def round_pow2_ste(w: torch.Tensor, codes: CodeSet, stochastic: bool = False) ->
 
 
 class _PSWeight(torch.autograd.Function):
-    """PS mode: W = round(clamp(S, -1, 1)) * 2^round(P), with DeepShift's gradients
+    """PS mode: W = round(clamp(S, -1, 1)) * 2^round(P) (`ps_round`), with DeepShift's gradients
     dL/dP = dL/dW * W * ln 2 and dL/dS = dL/dW * 2^round(P) (rounding treated as identity)."""
 
     @staticmethod
@@ -229,13 +261,13 @@ class _PSWeight(torch.autograd.Function):
                 stochastic: bool) -> torch.Tensor:
         if stochastic:
             floor_p = torch.floor(shift)
-            p = floor_p + (torch.rand_like(shift) < (shift - floor_p)).to(shift.dtype)
+            p = (floor_p + (torch.rand_like(shift) < (shift - floor_p)).to(shift.dtype)).clamp(
+                codes.shift_min, codes.shift_max)
+            s = ps_sign(sign)
         else:
-            p = torch.floor(shift + 0.5)
-        p = p.clamp(codes.shift_min, codes.shift_max)
-        s = torch.floor(sign.clamp(-1, 1) + 0.5)  # thresholds at +-0.5 -> {-1, 0, 1}
+            s, p = ps_round(shift, sign, codes)
         magnitude = pow2(p, shift.dtype, (codes.shift_min, codes.shift_max))
-        w = s * magnitude
+        w = keep_nonfinite(s * magnitude, shift, sign)
         ctx.save_for_backward(w, magnitude)
         return w
 
@@ -243,6 +275,19 @@ class _PSWeight(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         w, magnitude = ctx.saved_tensors
         return grad * w * math.log(2.0), grad * magnitude, None, None
+
+
+def ps_sign(sign: torch.Tensor) -> torch.Tensor:
+    """DeepShift-PS's sign latent to {-1, 0, 1}: round(clamp(S, -1, 1)), ties to even, so +0.5
+    and -0.5 both give 0 (symmetric in sign) and no addition can push a value over a tie."""
+    return torch.round(sign.clamp(-1, 1))
+
+
+def ps_round(shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sign in {-1, 0, 1}, exponent) of deterministic DeepShift-PS: round(P) with ties to even
+    (as torch.round and DeepShift), clamped into the code set. The one definition the forward,
+    freeze and export all use."""
+    return ps_sign(sign), torch.round(shift).clamp(codes.shift_min, codes.shift_max)
 
 
 def ps_weight(shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet, stochastic: bool = False) -> torch.Tensor:
@@ -264,7 +309,7 @@ class _DenseWeight(torch.autograd.Function):
             scale = pow2(exp, magnitude.dtype, (codes.shift_min, codes.shift_max))
         else:
             scale = round_pow2_values(magnitude, codes).abs()
-        w = torch.where(torch.signbit(sign_latent), -scale, scale)
+        w = keep_nonfinite(torch.where(torch.signbit(sign_latent), -scale, scale), sign_latent, magnitude)
         ctx.save_for_backward(w)
         return w
 
