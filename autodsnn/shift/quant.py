@@ -182,41 +182,52 @@ def nearest_exponent(magnitude: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isnan(m), m, k).to(magnitude.dtype)
 
 
-def round_log2(magnitude: torch.Tensor, stochastic: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Integer exponent of the nearest power of two (see module doc); magnitude must be > 0."""
-    if not stochastic:
-        return nearest_exponent(magnitude)
-    floor_exp = torch.floor(torch.log2(magnitude))
-    lower = torch.ldexp(torch.ones_like(magnitude), floor_exp.to(torch.int32))
-    p_up = (magnitude - lower) / lower  # in [0, 1): unbiased between the two levels
-    up = torch.rand(magnitude.shape, generator=generator, device=magnitude.device, dtype=magnitude.dtype) < p_up
-    return floor_exp + up.to(floor_exp.dtype)
+def _stochastic_pow2(w: torch.Tensor, codes: CodeSet,
+                     generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unbiased stochastic rounding onto the code set's levels (Gupta et al. 2015, in the linear
+    domain): m between adjacent levels lo < hi becomes hi with probability (m - lo) / (hi - lo),
+    so E[W] = w at every level. Below the smallest level the neighbours are 0 and 2^shift_min
+    (sets with zero); the documented exceptions are saturation at 2^shift_max and, for zero-free
+    sets, the smallest level standing in for everything below it. Exponents come from frexp in
+    float64 (floor(log2 m) = e - 1 exactly)."""
+    mag = w.abs().double()
+    sign = torch.sign(w)
+    smin, smax = codes.shift_min, codes.shift_max
+    _, e = torch.frexp(mag)
+    lo_exp = (e.to(torch.float64) - 1).clamp(smin, smax)
+    lo = torch.ldexp(torch.ones_like(mag), lo_exp.to(torch.int32))
+    u = torch.rand(w.shape, generator=generator, device=w.device, dtype=torch.float64)
+    exp = lo_exp + (u < ((mag - lo) / lo).clamp(0, 1)).to(torch.float64)
+    exp = torch.where(mag >= 2.0 ** smax, torch.full_like(exp, smax), exp)
+    below = mag < 2.0 ** smin
+    if codes.has_zero:
+        keep = u < mag / 2.0 ** smin  # between 0 and 2^shift_min, unbiased too
+        sign = torch.where(below & ~keep, torch.zeros_like(sign), sign)
+    exp = torch.where(below, torch.full_like(exp, smin), exp)
+    return sign, exp.clamp(smin, smax).to(w.dtype)
 
 
 def quantize_pow2(w: torch.Tensor, codes: CodeSet, stochastic: bool = False,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Round real weights into the code set. Returns (sign in {-1,0,1}, integer exponent), both in
     ``w``'s dtype; the weight is ``sign * 2^exponent``."""
+    if stochastic:
+        sign, exp = _stochastic_pow2(w, codes, generator)
+        if not codes.has_zero:  # zero-free: +-0 becomes +-2^shift_min, following the sign bit
+            sign = torch.where(sign == 0, 1.0 - 2.0 * torch.signbit(w).to(w.dtype), sign)
+        return sign, exp
     mag = w.abs()
     sign = torch.sign(w)
     tiny = torch.finfo(w.dtype).tiny
-    if not stochastic and w.dtype == torch.float32 and codes.shift_min >= -125:
+    if w.dtype == torch.float32 and codes.shift_min >= -125:
         # the exponent field of the bit-rounded magnitude: identical rounding to the fast path
         # (subnormals read as 2^-126, below every level here: flushed or raised alike)
         exp = (((mag.clamp_min(tiny).view(torch.int32) + _F32_LOG_ROUND_CARRY) >> _F32_MANT) - _F32_BIAS).to(w.dtype)
-    elif not stochastic:
-        exp = nearest_exponent(mag)  # exact for every float, subnormals and wide code sets included
     else:
-        exp = round_log2(mag.clamp_min(tiny), stochastic, generator)
+        exp = nearest_exponent(mag)  # exact for every float, subnormals and wide code sets included
     below = exp < codes.shift_min
     if codes.has_zero:
-        if stochastic:
-            # Unbiased between 0 and the smallest level 2^shift_min.
-            p_keep = mag / (2.0 ** codes.shift_min)
-            keep = torch.rand(w.shape, generator=generator, device=w.device, dtype=w.dtype) < p_keep
-            sign = torch.where(below & ~keep, torch.zeros_like(sign), sign)
-        else:
-            sign = torch.where(below, torch.zeros_like(sign), sign)
+        sign = torch.where(below, torch.zeros_like(sign), sign)
     else:
         # zero-free: +-0 becomes +-2^shift_min, following the sign bit as the float32 bit path does
         sign = torch.where(sign == 0, 1.0 - 2.0 * torch.signbit(w).to(w.dtype), sign)
