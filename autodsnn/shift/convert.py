@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Union
@@ -27,7 +28,9 @@ from .quant import CodeSet
 
 FilterFn = Callable[[nn.Module, str], bool]
 EXPORT_FORMAT = "autodsnn-shift-codes"
-EXPORT_VERSION = 2  # 2: packed canonical codes (autodsnn.shift.packing); 1: one code per byte
+# 3: the model's other parameters and buffers travel too; 2: packed canonical codes
+# (autodsnn.shift.packing); 1: one code per byte
+EXPORT_VERSION = 3
 
 # A handler per convertible float type: a new layer kind is an entry here, not an if-branch.
 _CONVERTERS: dict[type[nn.Module], tuple[str, Callable[[Any, ShiftConfig], nn.Module]]] = {
@@ -240,7 +243,15 @@ def export_codes(model: nn.Module) -> dict[str, Any]:
                          else list(layer.padding), dilation=list(layer.dilation), groups=layer.groups,
                          padding_mode=layer.padding_mode)
         layers[name] = entry
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "layers": layers}
+    # Everything else the model needs (float layers, BatchNorm statistics, ...): a partly shifted
+    # network deployed from its export must compute what it computed.
+    rest = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()
+            if not _in_layers(key, layers)}
+    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "layers": layers, "state": rest}
+
+
+def _in_layers(key: str, layers: Iterable[str]) -> bool:
+    return any(name == "" or key.startswith(name + ".") for name in layers)
 
 
 def export(model: nn.Module, path: Union[str, os.PathLike]) -> Path:
@@ -302,4 +313,26 @@ def load_codes(model: nn.Module, exported: Union[dict[str, Any], str, os.PathLik
         if entry["bias"] is not None:
             layer.bias.data.copy_(entry["bias"].to(layer.bias.device))
             layer.bias.requires_grad_(False)
+    _load_rest(model, data)
     return model
+
+
+def _load_rest(model: nn.Module, data: dict[str, Any]) -> None:
+    """The model's parameters and buffers outside the shift layers, from the export (format 3).
+    An older export has none: say so instead of leaving float layers silently as they were."""
+    needed = [key for key in model.state_dict() if not _in_layers(key, data["layers"])]
+    if "state" not in data:
+        if needed:
+            warnings.warn(f"this shift-code export (format {data.get('version')}) carries only the shift layers: "
+                          f"the model's {len(needed)} other tensors (e.g. {needed[0]!r}) keep the values they have; "
+                          "load them first, or re-export the trained model with this autodsnn", stacklevel=3)
+        return
+    state = data["state"]
+    missing = [key for key in needed if key not in state]
+    unexpected = [key for key in state if key not in set(needed)]
+    if missing or unexpected:
+        what = f"lacks {missing[0]!r}" if missing else f"has {unexpected[0]!r}, which the model does not"
+        raise ShiftConfigError(f"the export does not match this model outside its shift layers: it {what} "
+                               f"({len(missing)} missing, {len(unexpected)} unexpected); load into the same "
+                               "architecture")
+    model.load_state_dict(state, strict=False)

@@ -10,7 +10,13 @@ Counting (one forward pass of ``input_shape``, batch included):
   power-of-two weights without leaving the code set, so it stays at inference);
 * average pooling: one add per input element and one multiply per output element;
 * ``SpatialShift``, ReLU and max pooling: no arithmetic counted (moves and comparisons);
-* functional ops the model calls outside modules (e.g. a residual ``out + x``) are not seen.
+* matrix products and convolutions the model calls functionally (``F.linear`` on a parameter of
+  its own, ``x @ w``) are counted as float MACs (``torch.utils.flop_counter``); elementwise
+  functional ops (e.g. a residual ``out + x``) are not.
+
+Storage (parameters, model bits, the DRAM read of every weight) is counted once per tensor,
+operations once per call, whatever the structure: a module shared by two places or called in a
+loop stores its weights once and computes at every call.
 
 Energy uses a per-operation table (:class:`EnergyTable`, default ``ENERGY_45NM``) from Horowitz,
 "Computing's energy problem", ISSCC 2014 (45 nm, 0.9 V), plus one read of every weight bit from
@@ -19,6 +25,7 @@ add of the same width. It is an estimate to compare designs, not a measurement.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -104,6 +111,7 @@ def _positions(out: torch.Tensor, channels: int) -> int:
 
 
 def _shift_layer_cost(name: str, layer: nn.Module, out: torch.Tensor, table: EnergyTable) -> LayerCost:
+    """The operations of one call of a shift layer (storage is counted apart, once)."""
     sign, _ = layer.sign_and_shift()
     nonzero = int((sign != 0).sum())
     channels = layer.out_channels if isinstance(layer, ShiftConv2d) else layer.out_features
@@ -112,16 +120,14 @@ def _shift_layer_cost(name: str, layer: nn.Module, out: torch.Tensor, table: Ene
     integer = layer.input_quant.fmt is not None
     per_shift = table.shift if integer else table.exponent_add
     per_add = table.int32_add if integer else table.fp32_add
-    n_bias = 0 if layer.bias is None else layer.bias.numel()
-    return LayerCost(name, type(layer).__name__, params=sign.numel() + n_bias, shifts=ops, adds=ops + bias_adds,
-                     bits=sign.numel() * layer.codes.weight_bits + 32 * n_bias,
+    return LayerCost(name, type(layer).__name__, shifts=ops, adds=ops + bias_adds,
                      energy_pj=ops * per_shift + (ops + bias_adds) * per_add)
 
 
 def _float_layer_cost(name: str, module: nn.Module, inp: torch.Tensor, out: torch.Tensor,
                      table: EnergyTable) -> LayerCost:
-    own = sum(p.numel() for p in module.parameters(recurse=False))
-    row = LayerCost(name, type(module).__name__, params=own, bits=32 * own)
+    """The operations of one call of a float module (storage is counted apart, once)."""
+    row = LayerCost(name, type(module).__name__)
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         row.macs = out.numel() * module.weight[0].numel()  # every output element: one MAC per fan-in weight
         row.adds = out.numel() if module.bias is not None else 0
@@ -139,69 +145,88 @@ def _is_leaf(module: nn.Module) -> bool:
     return is_shift_layer(module) or isinstance(module, SpatialShift) or not any(True for _ in module.children())
 
 
+def _storage(name: str, module: nn.Module) -> LayerCost:
+    """What ``module`` stores: codes and bias for a shift layer, its own parameters otherwise."""
+    name = name or "(model)"
+    if is_shift_layer(module):
+        n_w = module.sign_and_shift()[0].numel()
+        n_b = 0 if module.bias is None else module.bias.numel()
+        return LayerCost(name, type(module).__name__, params=n_w + n_b, bits=n_w * module.codes.weight_bits + 32 * n_b)
+    own = sum(p.numel() for p in module.parameters(recurse=False))
+    return LayerCost(name, type(module).__name__, params=own, bits=32 * own)
+
+
+def _dense_macs(module: nn.Module, out: torch.Tensor) -> int:
+    """The MACs the float kernel behind a linear/conv module (float, or a shift layer's
+    emulation) performs: what torch's flop counter sees for it."""
+    if isinstance(module, nn.Linear):
+        return out.numel() * module.in_features
+    if isinstance(module, nn.Conv2d):
+        return out.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    return 0
+
+
 def cost(model: nn.Module, input_shape: Sequence[int], *, table: EnergyTable = ENERGY_45NM,
          device: torch.device | str | None = None) -> Cost:
-    """Count one forward pass of a zero tensor of ``input_shape`` (``(C, H, W)`` means batch 1)."""
+    """Count one forward pass of a zero tensor of ``input_shape`` (``(C, H, W)`` means batch 1).
+    One row per module: its storage once, its operations summed over every call."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     shape = tuple(int(s) for s in input_shape)
     if len(shape) == 3:
         shape = (1, *shape)
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-    rows: list[LayerCost] = []
-    seen: set[int] = set()
-
-    def hook(name: str):  # noqa: ANN202
-        def record(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-            inp = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else torch.empty(0)
-            if not isinstance(out, torch.Tensor):
-                return
-            if is_shift_layer(module):
-                rows.append(_shift_layer_cost(name, module, out, table))
-            else:
-                rows.append(_float_layer_cost(name, module, inp, out, table))
-            seen.add(id(module))
-        return record
-
     # A shift layer counts as one leaf: its quantizer submodules hold training-time latents.
     inside_shift = {id(sub) for m in model.modules() if is_shift_layer(m) for sub in m.modules() if sub is not m}
-    leaves = [(n, m) for n, m in model.named_modules() if _is_leaf(m) and id(m) not in inside_shift]
-    handles = [m.register_forward_hook(hook(n)) for n, m in leaves]
+    owners = [(n, m) for n, m in model.named_modules() if id(m) not in inside_shift]  # shared ones once
+    rows = {id(m): _storage(n, m) for n, m in owners}
+    hooked_macs = 0
+
+    def record(module: nn.Module, inputs: tuple, out: Any) -> None:
+        nonlocal hooked_macs
+        if not isinstance(out, torch.Tensor):
+            return
+        inp = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else torch.empty(0)
+        row = rows[id(module)]
+        calls = _shift_layer_cost(row.name, module, out, table) if is_shift_layer(module) else \
+            _float_layer_cost(row.name, module, inp, out, table)
+        for key in ("macs", "shifts", "adds", "muls", "energy_pj"):
+            setattr(row, key, getattr(row, key) + getattr(calls, key))
+        hooked_macs += _dense_macs(module, out)
+
+    leaves = [(n, m) for n, m in owners if _is_leaf(m)]
+    handles = [m.register_forward_hook(record) for _, m in leaves]
     was_training = model.training
+    counter = FlopCounterMode(display=False)
     try:
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), counter:
             model(torch.zeros(shape, device=device, dtype=dtype))
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
+    functional = max(0, counter.get_total_flops() // 2 - hooked_macs)  # a MAC is two flops
+    if functional:
+        rows[id(model)].macs += functional
+        rows[id(model)].energy_pj += functional * (table.fp32_mul + table.fp32_add)
 
-    # Parameters the forward never reached (e.g. auxiliary heads) still occupy the model.
-    for name, module in leaves:
-        if id(module) not in seen:
-            if is_shift_layer(module):
-                n_w = module.sign_and_shift()[0].numel()
-                n_b = 0 if module.bias is None else module.bias.numel()
-                rows.append(LayerCost(name, type(module).__name__, params=n_w + n_b,
-                                      bits=n_w * module.codes.weight_bits + 32 * n_b))
-            else:
-                own = sum(p.numel() for p in module.parameters(recurse=False))
-                if own:
-                    rows.append(LayerCost(name, type(module).__name__, params=own, bits=32 * own))
-
-    model_bits = sum(r.bits for r in rows)
+    leaf_ids = {id(m) for _, m in leaves}
+    layers = [r for key, r in rows.items() if key in leaf_ids or r.params or r.macs]
+    model_bits = sum(r.bits for r in layers)
     compute = {"float_mac": 0.0, "shift_add": 0.0, "other": 0.0}
-    for r in rows:
+    for r in layers:
         key = "shift_add" if r.shifts else "float_mac" if r.macs else "other"
         compute[key] += r.energy_pj
     return Cost(
         input_shape=shape,
-        params=sum(r.params for r in rows),
-        shift_params=sum(r.params for r in rows if r.kind in (ShiftConv2d.__name__, ShiftLinear.__name__)),
-        macs=sum(r.macs for r in rows), shifts=sum(r.shifts for r in rows),
-        adds=sum(r.adds for r in rows), muls=sum(r.muls for r in rows),
+        params=sum(r.params for r in layers),
+        shift_params=sum(r.params for r in layers if r.kind in (ShiftConv2d.__name__, ShiftLinear.__name__)),
+        macs=sum(r.macs for r in layers), shifts=sum(r.shifts for r in layers),
+        adds=sum(r.adds for r in layers), muls=sum(r.muls for r in layers),
         model_bits=model_bits,
         energy_pj={**compute, "weight_memory": model_bits * table.dram_bit},
-        layers=rows,
+        layers=layers,
     )

@@ -185,3 +185,46 @@ def test_load_exported_rejects_other_files(tmp_path):
     torch.save({"hello": 1}, tmp_path / "x.pt")
     with pytest.raises(ShiftConfigError, match="not an autodsnn shift-code export"):
         load_exported(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("name,depth,shape", [("mnist-fc", 1, (1, 28, 28)), ("resnet20", 3, (3, 32, 32))])
+def test_a_partial_dsnn_deploys_from_its_export_alone(tmp_path, name, depth, shape):
+    """Issue 13, kind 5: mnist-fc with one shifted layer lost its float layers on export (error
+    0.88 after deploy_exported). The export carries the whole model: float layers, biases and
+    BatchNorm statistics (moved away from their defaults here by a few training-mode passes)."""
+    from autodsnn.shift import deploy, deploy_exported
+    from autodsnn.zoo import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10)
+    convert(model, ShiftConfig(mode="ps", weight_bits=5, shift_depth=depth), example_inputs=torch.zeros(1, *shape))
+    with torch.no_grad():
+        for _ in range(3):
+            model.train()(torch.randn(16, *shape) * 2 + 1)  # BatchNorm running statistics change
+    model.eval()
+    path = export(freeze(model), tmp_path / "codes.pt")
+    fresh = create_model(name, num_classes=10).eval()  # random float weights, default statistics
+    deploy_exported(fresh, path, "float")
+    deploy(model, "float")
+    x = torch.randn(5, *shape)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+
+
+def test_an_export_refuses_a_model_that_differs_outside_the_shift_layers(tmp_path):
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    convert(model, ShiftConfig(mode="q", weight_bits=5, shift_depth=1))
+    path = export(freeze(model.eval()), tmp_path / "codes.pt")
+    other = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3), nn.Linear(3, 2))
+    with pytest.raises(ShiftConfigError, match="outside its shift layers: it lacks '3.weight'"):
+        load_codes(other, path)
+
+
+def test_a_format_2_export_without_the_rest_warns(tmp_path):
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    convert(model, ShiftConfig(mode="q", weight_bits=5, shift_depth=1))
+    data = export_codes(freeze(model.eval()))
+    del data["state"]
+    data["version"] = 2
+    with pytest.warns(UserWarning, match="carries only the shift layers: the model's 2 other tensors"):
+        load_codes(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)), data)

@@ -85,3 +85,54 @@ def test_unreached_parameters_still_count():
 
     c = cost(WithAux(), (1, 4))
     assert c.params == 20 and c.macs == 8
+
+
+class _SharedAndLooped(nn.Module):
+    """One Linear reached under two names and called four times, then a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.alias = self.fc
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        for _ in range(3):
+            x = torch.relu(self.fc(x))
+        return self.head(self.alias(x))
+
+
+class _Functional(nn.Module):
+    """A layer written with F.linear on the module's own parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(4, 8))
+        self.b = nn.Parameter(torch.zeros(4))
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(torch.nn.functional.linear(x, self.w, self.b))
+
+
+def test_storage_once_per_tensor_operations_once_per_call():
+    """Issue 13, kind 6, against hand counts (batch 1)."""
+    c = cost(_SharedAndLooped(), (1, 8))
+    assert c.params == (8 * 8 + 8) + (8 * 2 + 2)            # the shared Linear stored once: 90
+    assert c.model_bits == 32 * 90
+    assert c.macs == 4 * 64 + 16                              # four calls of fc, one of head
+    assert c.adds == 4 * 8 + 2                                # their bias adds
+    c = cost(_Functional(), (1, 8))
+    assert c.params == 4 * 8 + 4 + 4 * 2 + 2 and c.macs == 32 + 8   # the functional layer counted too
+
+
+def test_a_shared_shift_layer_stores_its_codes_once():
+    model = _SharedAndLooped()
+    convert(model, ShiftConfig(mode="q", weight_bits=4, shift_max=0))
+    assert model.alias is model.fc  # still one module
+    c = cost(model, (1, 8))
+    sign_fc, _ = model.fc.sign_and_shift()
+    sign_head, _ = model.head.sign_and_shift()
+    assert c.params == 90 and c.macs == 0
+    assert c.model_bits == 4 * (64 + 16) + 32 * (8 + 2)
+    assert c.shifts == 4 * int((sign_fc != 0).sum()) + int((sign_head != 0).sum())
