@@ -320,32 +320,31 @@ def _objectives(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
-    from .analysis.pareto import comparison_text, footprint, front_info, hypervolume_curve
+    from .analysis.pareto import comparison_text, footprint, front_info, hypervolume_curve, usable_trials
     from .analysis.summary import footprint_text
     from .trial.objectives import show
     from .analysis.plots import plot_front, point_label
     from .store import Run
-    from .trial import TrialStatus
 
     if len(args.run) > 1:
         return _pareto_runs(args)
     with Run.open(args.run[0]) as run:
         objectives = _objectives(args.objectives)
-        if args.budget == "all":
-            budgets = sorted({t.budget for t in run.trials(status=TrialStatus.OK)})
+        infos = [front_info(run, objectives, args.budget if args.budget != "all" else "max", args.ref)]
+        if args.budget == "all":  # every budget where some trial has all the objectives
+            budgets = sorted({t.budget for t in usable_trials(infos[0].all_trials, infos[0].objectives)})
             infos = [front_info(run, objectives, b, args.ref) for b in budgets]
-        else:
-            infos = [front_info(run, objectives, args.budget, args.ref)]
-        spent = footprint(run.trials())
-        by_energy = hypervolume_curve(run, infos[-1].objectives, infos[-1].ref, infos[-1].budget, against="energy")
+        spent = footprint(infos[-1].all_trials)
+        by_energy = [] if not args.json else \
+            hypervolume_curve(run, infos[-1].objectives, infos[-1].ref, infos[-1].budget, against="energy")
     print(footprint_text(spent))
     rows = []
     for info in infos:
         obj = info.objectives
         print(f"budget {info.budget:g} epochs: {len(info.trials)} trials, {int(info.front_mask.sum())} on the front, "
               f"hypervolume {info.hypervolume:.6g} (reference {', '.join(f'{v:.4g}' for v in info.ref)})")
-        for t in info.front:
-            idx = info.trials.index(t)
+        for idx in info.front_indices:
+            t = info.trials[idx]
             cmp = info.comparisons.get(idx)
             vs = "" if cmp is None or t.is_default else f"  {comparison_text(cmp)}"
             tags = (" [knee]" if idx == info.knee_index else "") + (" [default]" if t.is_default else "")

@@ -173,3 +173,16 @@ def test_retrain_from_config_without_a_run(tmp_path, capsys):
     assert main(["retrain", "--from-config", str(bad), "--dataset", "mnist", "--model", "mnist-fc",
                  "--epochs", "0.1", "--out", str(out)]) == 2
     assert "unknown hyperparameter 'wieght_bits'" in capsys.readouterr().err
+
+
+def test_pareto_all_budgets_skips_budgets_without_the_objectives(tmp_path, capsys):
+    """A budget whose successful trials lack an objective (here model_bits) has no front: `--budget
+    all` shows the budgets that have one instead of failing on the first that has not."""
+    with Run.create(tmp_path / "run", Experiment(objectives=("error", "model_bits")).to_dict()) as run:
+        run.add(config_id=1, config={"shift_type": "q"}, budget=1.0, seed=0,
+                result=TrialResult(status="ok", val_error=0.3))
+        run.add(config_id=2, config={"shift_type": "ps"}, budget=3.0, seed=0,
+                result=TrialResult(status="ok", val_error=0.2, analytic={"model_bits": 800}))
+    assert main(["pareto", str(tmp_path / "run"), "--budget", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "budget 3 epochs" in out and "budget 1 epochs" not in out

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import AutoDSNNError
 from ..store import Run, TrialRow
-from ..trial import OBJECTIVES, TrialStatus
-from ..trial.objectives import objective_spreads
+from ..trial import TrialStatus
+from ..trial.objectives import ObjectiveError, check_objectives, objective_spreads
 
 
 class ParetoError(AutoDSNNError, ValueError):
@@ -158,13 +158,18 @@ class FrontInfo:
     all_trials: list[TrialRow] = field(default_factory=list)  # every budget, for the scatter
 
     @property
+    def front_indices(self) -> list[int]:
+        """Indices into ``trials`` of the front, ordered by the first objective."""
+        indices = np.nonzero(self.front_mask)[0]
+        return [int(i) for i in indices[np.argsort(self.points[indices, 0], kind="stable")]]
+
+    @property
     def front(self) -> list[TrialRow]:
-        order = np.argsort(self.points[self.front_mask][:, 0], kind="stable")
-        rows = [t for t, m in zip(self.trials, self.front_mask) if m]
-        return [rows[i] for i in order]
+        return [self.trials[i] for i in self.front_indices]
 
 
-def _usable(rows: Iterable[TrialRow], objectives: Sequence[str]) -> list[TrialRow]:
+def usable_trials(rows: Iterable[TrialRow], objectives: Sequence[str]) -> list[TrialRow]:
+    """The successful trials that have a value for every one of ``objectives``."""
     return [r for r in rows if r.status is TrialStatus.OK and all(o in r.objectives for o in objectives)]
 
 
@@ -172,11 +177,12 @@ def front_info(run: Run, objectives: Sequence[str] | None = None, budget: str | 
                ref: Sequence[float] | None = None) -> FrontInfo:
     """The front of a run at one budget: "max" (highest budget with results), or a number."""
     objectives = tuple(objectives or run.objectives)
-    unknown = [o for o in objectives if o not in OBJECTIVES]
-    if unknown:
-        raise ParetoError(f"unknown objective {unknown[0]!r}: use {', '.join(OBJECTIVES)}")
+    try:
+        check_objectives(objectives)
+    except ObjectiveError as exc:
+        raise ParetoError(str(exc)) from None
     every = run.trials()
-    rows = _usable(every, objectives)
+    rows = usable_trials(every, objectives)
     if not rows:
         raise ParetoError(f"run {run.path} has no successful trial with objectives {', '.join(objectives)} yet")
     budgets = sorted({r.budget for r in rows})

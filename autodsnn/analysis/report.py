@@ -91,7 +91,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
         energy_curve = hypervolume_curve(run, info.objectives, info.ref, against="energy")
         counts, elapsed = run.counts(), float(run.meta("elapsed_seconds") or 0.0)
         failures = [t for t in run.trials() if t.status is not TrialStatus.OK]
-        spent = footprint(info.all_trials)
+        spent = footprint(info.all_trials)  # every trial of the run, read once by front_info
     out = Path(out) if out else Path(run_dir) / "report.html"
     with tempfile.TemporaryDirectory() as tmp:
         front_png = plot_front(info, Path(tmp) / "front.png")
@@ -105,8 +105,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
             + "".join(f"<th>{html.escape(name)}</th>" for name, _ in _columns(obj))
             + "<th class='l'>vs default (beyond noise)</th><th class='l'>configuration</th></tr>")
     rows = []
-    for t in info.front:
-        idx = info.trials.index(t)
+    for idx in info.front_indices:
+        t = info.trials[idx]
         rows.append(_metrics_row(t, obj, info.comparisons.get(idx), "default" if t.is_default else ""))
     default_row = ""
     if info.default_index is not None:

@@ -17,7 +17,7 @@ from ..errors import AutoDSNNError
 from ..shift import export, freeze
 from ..store import Run
 from ..trial import HParams, Task
-from ..trial.energy import EnergyMeter, format_energy
+from ..trial.energy import EnergyMeter, format_emissions, format_energy
 from ..trial.loop import evaluate
 from ..trial.inference import profile_inference
 from ..trial.training import (build_model, load_task_data, make_optimizer, resolve_device,
@@ -125,10 +125,6 @@ def _uj(value: float | None) -> str:
     return "energy missing" if value is None else f"{value:.3g} uJ/image"
 
 
-def _kg(value: float | None) -> str:
-    return "missing" if value is None else f"{value * 1e3:.3g} g CO2eq"
-
-
 def _card_markdown(card: dict[str, Any]) -> str:
     cfg = "\n".join(f"| {k} | {v} |" for k, v in sorted(card["configuration"].items()))
     measured = ", ".join(f"{k} {'measured' if v else 'estimated'}" for k, v in card["energy_measured"].items())
@@ -141,7 +137,7 @@ Chosen by: {card['chosen_by']}.
 | test accuracy | {100 * card['test_accuracy']:.2f}% ({card['test_samples']} test images, evaluated once) |
 | training epochs | {card['epochs']:g} on {card['train_samples']} images (train + validation) |
 | training energy | {format_energy(card['training_energy_kwh'])} ({measured}) |
-| training emissions | {_kg(card['training_emissions_kg'])} |
+| training emissions | {format_emissions(card['training_emissions_kg'])} |
 | shift layers | {card['converted_layers']} |{_deployed_row(card.get('deployed_inference'))}
 | wall time | {card['wall_time_s']:.0f} s |
 

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 from ..store import Run, TrialRow
 from ..trial import TrialStatus
-from ..trial.energy import format_energy
-from ..trial.objectives import show
+from ..trial.energy import format_emissions, format_energy
+from ..trial.objectives import check_objectives, show
 from .pareto import Footprint, FrontInfo, ParetoError, comparison_text, footprint, front_info
 
 
@@ -48,7 +48,7 @@ class RunSummary:
             lines.append("no trial finished: no Pareto front")
             return "\n".join(lines)
         lines.append(f"Pareto front at the highest budget reached ({self.highest_budget:g} epochs):")
-        for index, row in zip(self._front_indices(), self.front):
+        for index, row in zip(self.info.front_indices, self.front):
             cmp = self.info.comparisons.get(index)
             tag = " (default)" if row.is_default else "" if cmp is None else f"  {comparison_text(cmp)}"
             lines.append(f"  trial {row.trial_id:>4}  {self._values(row)}  {short_config(row.config)}{tag}")
@@ -61,9 +61,6 @@ class RunSummary:
             lines.append(f"{dominating} front configuration(s) dominate the default beyond the measured noise"
                          + (f"; {within} within noise of it" if within else ""))
         return "\n".join(lines)
-
-    def _front_indices(self) -> list[int]:
-        return [self.info.trials.index(row) for row in self.front]
 
     def _values(self, row: TrialRow) -> str:
         return "  ".join(f"{o} {show(o, row.objectives.get(o))}" for o in self.objectives)
@@ -87,18 +84,19 @@ def short_config(config: dict[str, Any]) -> str:
 def summarize(run: Run, objectives: Sequence[str] | None = None, stopped: str = "") -> RunSummary:
     """The front at the highest budget that has successful trials, and the default's row there.
     ``objectives`` default to the run's own."""
-    objectives = tuple(objectives or run.objectives)
+    objectives = check_objectives(objectives or run.objectives)  # a bad name is an error, not "no front"
     counts, elapsed = run.counts(), float(run.meta("elapsed_seconds") or 0.0)
     try:
         info = front_info(run, objectives)
     except ParetoError:  # no successful trial yet
         info = None
-    return RunSummary(run.path, objectives, counts, elapsed, info, stopped, footprint(run.trials()))
+    every = info.all_trials if info is not None else run.trials()
+    return RunSummary(run.path, objectives, counts, elapsed, info, stopped, footprint(every))
 
 
 def footprint_text(spent: Footprint) -> str:
     """The search's own cost in one line (Green AutoML reporting)."""
     missing = f"; {spent.missing} trial(s) without a valid energy reading are not in it" if spent.missing else ""
     return (f"the search's own footprint: {format_energy(spent.energy_kwh)} of training energy, "
-            f"{spent.emissions_kg * 1e3:.3g} g CO2eq over {spent.trials} trials (failed and cut short included)"
+            f"{format_emissions(spent.emissions_kg)} over {spent.trials} trials (failed and cut short included)"
             f"{missing}")

@@ -329,7 +329,8 @@ def _load_rest(model: nn.Module, data: dict[str, Any]) -> None:
         return
     state = data["state"]
     missing = [key for key in needed if key not in state]
-    unexpected = [key for key in state if key not in set(needed)]
+    needed_set = set(needed)
+    unexpected = [key for key in state if key not in needed_set]
     if missing or unexpected:
         what = f"lacks {missing[0]!r}" if missing else f"has {unexpected[0]!r}, which the model does not"
         raise ShiftConfigError(f"the export does not match this model outside its shift layers: it {what} "

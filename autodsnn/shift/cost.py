@@ -129,7 +129,7 @@ def _float_layer_cost(name: str, module: nn.Module, inp: torch.Tensor, out: torc
     """The operations of one call of a float module (storage is counted apart, once)."""
     row = LayerCost(name, type(module).__name__)
     if isinstance(module, (nn.Conv2d, nn.Linear)):
-        row.macs = out.numel() * module.weight[0].numel()  # every output element: one MAC per fan-in weight
+        row.macs = _dense_macs(module, out)  # every output element: one MAC per fan-in weight
         row.adds = out.numel() if module.bias is not None else 0
         row.energy_pj = row.macs * (table.fp32_mul + table.fp32_add) + row.adds * table.fp32_add
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):

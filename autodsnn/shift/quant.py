@@ -189,22 +189,31 @@ def _stochastic_pow2(w: torch.Tensor, codes: CodeSet,
     so E[W] = w at every level. Below the smallest level the neighbours are 0 and 2^shift_min
     (sets with zero); the documented exceptions are saturation at 2^shift_max and, for zero-free
     sets, the smallest level standing in for everything below it. Exponents come from frexp in
-    float64 (floor(log2 m) = e - 1 exactly)."""
-    mag = w.abs().double()
+    the weight's float type (exact there: m - lo and the division by the power of two lo
+    are; floor(log2 m) = e - 1), float64 for narrower types."""
+    dtype = w.dtype if w.dtype in (torch.float32, torch.float64) else torch.float64
+    mag = w.abs().to(dtype)
     sign = torch.sign(w)
     smin, smax = codes.shift_min, codes.shift_max
     _, e = torch.frexp(mag)
-    lo_exp = (e.to(torch.float64) - 1).clamp(smin, smax)
+    lo_exp = (e.to(dtype) - 1).clamp(smin, smax)
     lo = torch.ldexp(torch.ones_like(mag), lo_exp.to(torch.int32))
-    u = torch.rand(w.shape, generator=generator, device=w.device, dtype=torch.float64)
-    exp = lo_exp + (u < ((mag - lo) / lo).clamp(0, 1)).to(torch.float64)
+    u = torch.rand(w.shape, generator=generator, device=w.device, dtype=dtype)
+    exp = lo_exp + (u < ((mag - lo) / lo).clamp(0, 1)).to(dtype)
     exp = torch.where(mag >= 2.0 ** smax, torch.full_like(exp, smax), exp)
     below = mag < 2.0 ** smin
     if codes.has_zero:
         keep = u < mag / 2.0 ** smin  # between 0 and 2^shift_min, unbiased too
         sign = torch.where(below & ~keep, torch.zeros_like(sign), sign)
+    else:
+        sign = _zero_free_sign(sign, w)
     exp = torch.where(below, torch.full_like(exp, smin), exp)
     return sign, exp.clamp(smin, smax).to(w.dtype)
+
+
+def _zero_free_sign(sign: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Zero-free sets: +-0 becomes +-2^shift_min, following the sign bit (as the float32 bit path)."""
+    return torch.where(sign == 0, 1.0 - 2.0 * torch.signbit(w).to(w.dtype), sign)
 
 
 def quantize_pow2(w: torch.Tensor, codes: CodeSet, stochastic: bool = False,
@@ -212,10 +221,7 @@ def quantize_pow2(w: torch.Tensor, codes: CodeSet, stochastic: bool = False,
     """Round real weights into the code set. Returns (sign in {-1,0,1}, integer exponent), both in
     ``w``'s dtype; the weight is ``sign * 2^exponent``."""
     if stochastic:
-        sign, exp = _stochastic_pow2(w, codes, generator)
-        if not codes.has_zero:  # zero-free: +-0 becomes +-2^shift_min, following the sign bit
-            sign = torch.where(sign == 0, 1.0 - 2.0 * torch.signbit(w).to(w.dtype), sign)
-        return sign, exp
+        return _stochastic_pow2(w, codes, generator)
     mag = w.abs()
     sign = torch.sign(w)
     tiny = torch.finfo(w.dtype).tiny
@@ -229,8 +235,7 @@ def quantize_pow2(w: torch.Tensor, codes: CodeSet, stochastic: bool = False,
     if codes.has_zero:
         sign = torch.where(below, torch.zeros_like(sign), sign)
     else:
-        # zero-free: +-0 becomes +-2^shift_min, following the sign bit as the float32 bit path does
-        sign = torch.where(sign == 0, 1.0 - 2.0 * torch.signbit(w).to(w.dtype), sign)
+        sign = _zero_free_sign(sign, w)
     exp = exp.clamp(codes.shift_min, codes.shift_max)
     return sign, exp
 

@@ -91,9 +91,7 @@ def _components(tracker: Any, gpu_kwh: float) -> tuple[dict[str, bool], dict[str
             mode = getattr(hw, "_mode", "")
             measured["cpu"] = mode in _COUNTER_CPU_MODES
             methods["cpu"] = _COUNTER_CPU_MODES.get(mode) or _ESTIMATED_CPU_MODES.get(mode, f"estimate: {mode}")
-        elif kind == "gpu":
-            measured["gpu"], methods["gpu"] = True, "NVML energy counter"
-    if gpu_kwh > 0 and "gpu" not in measured:
+    if gpu_kwh > 0 or any(type(hw).__name__.lower() == "gpu" for hw in getattr(tracker, "_hardware", [])):
         measured["gpu"], methods["gpu"] = True, "NVML energy counter"
     return measured, methods
 
@@ -184,6 +182,11 @@ class EnergyMeter:
             reading.missing = f"the meter read zero energy for {reading.seconds:.2f} s of work"
         if reading.missing is not None:
             reading.energy_kwh = reading.emissions_kg = None
+
+
+def format_emissions(kg: float | None) -> str:
+    """Emissions in grams of CO2eq ("missing" for None)."""
+    return "missing" if kg is None else f"{kg * 1e3:.3g} g CO2eq"
 
 
 def format_energy(kwh: float | None) -> str:

@@ -98,8 +98,7 @@ def profile_inference(model: nn.Module, batches: Iterable, device: torch.device,
             deploy(runner, kernels)
         except ShiftConfigError as exc:
             runner, path = model, f"torch-emulation (deploy failed: {exc})"
-    runner.eval()
-    stats = evaluate(runner, batches, device=device)
+    stats = evaluate(runner, batches, device=device)  # (evaluate puts the runner in eval mode)
     if runner is not model:
         path = inference_path(runner)  # known once the layers have run: which kernels took each call
     images = torch.cat([x for x, _ in _take(batches, max(batch_sizes))])[:max(batch_sizes)]

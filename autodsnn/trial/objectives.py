@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from ..errors import AutoDSNNError
-from .energy import format_energy
+from .energy import format_emissions, format_energy
 from .records import TrialResult
 
 # Crashed trials never enter SMAC's objective normalization (it uses successful trials only),
@@ -74,7 +74,7 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
               "RAPL where readable, else TDP x process load; RAM from a model; GPU from NVML)",
               lambda r: r.energy_kwh_total, show=format_energy),
     Objective("emissions", "emissions (kg CO2eq)", "the training energy times the country's carbon intensity",
-              _training_emissions, show=lambda v: f"{v * 1e3:.3g} g CO2eq"),
+              _training_emissions, show=format_emissions),
     Objective("inference_energy", "inference energy (uJ/image)",
               "energy per image through the deployed shift kernels at the throughput batch, median of repeated "
               "metered windows (idle power included; the dynamic part is reported beside it)",

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+MIN_BUSY_S = 0.05  # machine CPU time below which a window is not split between processes
+
+
 @dataclass(frozen=True)
 class RaplDomain:
     name: str            # "package-0", "dram", ...
@@ -80,6 +83,7 @@ class RaplWindow:
         busy_now = _machine_busy_seconds()
         own = time.process_time() - self._own
         busy = None if busy_now is None or self._busy is None else busy_now - self._busy
-        # No /proc/stat, or no busy time seen: the process is charged everything (it was alone).
-        share = 1.0 if not busy or busy <= 0 else min(1.0, own / busy)
+        # /proc/stat counts 10 ms ticks: below a few of them (or without it) there is no load to
+        # split, and the process is charged the machine (an idle window measures the idle machine).
+        share = 1.0 if busy is None or busy < MIN_BUSY_S else min(1.0, own / busy)
         return machine, {k: v * share for k, v in machine.items()}, share

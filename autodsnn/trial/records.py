@@ -10,7 +10,7 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from .energy import format_energy
+from .energy import format_emissions, format_energy
 from .hparams import Task
 
 
@@ -109,7 +109,7 @@ class TrialResult:
         if not self.ok and self.val_error is None:
             return f"{self.status}: {self.reason}"
         acc = 100 * (1 - (self.val_error or 0.0))
-        emissions = "missing" if self.emissions_kg is None else f"{self.emissions_kg * 1e3:.3g} g CO2eq"
+        emissions = format_emissions(self.emissions_kg)
         return (f"{self.status}: val acc {acc:.2f}% after {self.epochs_done:g} epochs, {self.wall_time:.1f}s, "
                 f"training energy {format_energy(self.energy_kwh)}, emissions {emissions}"
                 + (f" ({self.reason})" if self.reason else ""))
