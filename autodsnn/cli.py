@@ -533,13 +533,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes (a test's capture, a redirect), not to
+    the stream that was current when the handler was made."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _log_to_terminal(debug: bool) -> None:
     """The library logs progress (epochs, trials) to the `autodsnn` logger: show it on stderr."""
     logger = logging.getLogger("autodsnn")
-    if not any(getattr(h, "_autodsnn_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):  # one, however often main() runs
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._autodsnn_cli = True  # type: ignore[attr-defined] - one handler however often main() runs
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
 

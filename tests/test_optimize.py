@@ -185,9 +185,13 @@ def test_a_trial_that_kills_its_worker_is_recorded_and_the_run_goes_on(tmp_path)
     optimize(Experiment(**{**TINY, "space": space}, budget=40), tmp_path / "run", trial_fn=_killing_trial)
     trials, summary = rows(tmp_path / "run"), summary_of(tmp_path / "run")
     killed = [t for t in trials if t.config.get("shift_type") == "q"]
+    # A killed trial is failed with the worker as the reason; one still pending when the run gives
+    # up (Dask may not have restarted a worker for it in time) is recorded lost, with that reason.
     unexplained = [(t.trial_id, t.status, t.reason) for t in killed
-                   if not (t.status == "failed" and "worker" in t.reason)]
-    assert killed and not unexplained, unexplained  # only the odd ones, whole (a flake was cut off once)
+                   if not (t.status == "failed" and "worker" in t.reason)
+                   and not (t.status == "lost" and "grace period" in t.reason)]
+    assert killed and not unexplained, unexplained
+    assert any(t.status == "failed" for t in killed)
     assert all(t.result.wall_time > 0 for t in killed)  # the lost attempt's time is kept
     ok_after = [t for t in trials if t.status == "ok" and t.trial_id > killed[0].trial_id]
     assert ok_after and summary.counts.get("ok", 0) >= 3
