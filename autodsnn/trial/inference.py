@@ -17,7 +17,7 @@ from torch import nn
 
 from ..shift import ShiftConfigError, deploy, inference_path, is_shift_layer
 from .energy import EnergyMeter
-from .loop import evaluate
+from .loop import EvalStats, evaluate
 
 _IDLE_WATTS: dict[tuple[str, float], float | None] = {}  # per process: (country, window) -> W
 
@@ -79,12 +79,13 @@ class InferenceProfile:
 
 def profile_inference(model: nn.Module, batches: Iterable, device: torch.device, *, kernels: str = "float",
                       batch_sizes: tuple[int, ...] = (1, 64), window_s: float = 0.25, repeats: int = 3,
-                      country: str | None = None) -> InferenceProfile:
+                      country: str | None = None, model_stats: EvalStats | None = None) -> InferenceProfile:
     """Measure ``model`` in eval mode through the deployed shift kernels in mode ``kernels`` (a
     packed copy; the model is left as it is), or the training emulation with
     ``kernels="emulation"``; a model without shift layers runs as it is.
 
-    One unmetered pass over ``batches`` gives the error of what ran. Then for each batch size,
+    One unmetered pass over ``batches`` gives the error of what ran (``model_stats``, the
+    caller's evaluation of ``model`` on ``batches``, stands for it when nothing is deployed). Then for each batch size,
     ``repeats`` metered windows of at least ``window_s`` seconds each run the first images of
     ``batches`` over and over; per image: latency (ms), energy (uJ) and dynamic energy (uJ, the
     idle power x time taken off). A window whose energy cannot be read leaves latency measured
@@ -98,7 +99,9 @@ def profile_inference(model: nn.Module, batches: Iterable, device: torch.device,
             deploy(runner, kernels)
         except ShiftConfigError as exc:
             runner, path = model, f"torch-emulation (deploy failed: {exc})"
-    stats = evaluate(runner, batches, device=device)  # (evaluate puts the runner in eval mode)
+    # The model's own evaluation, when the caller has it, stands for a runner that is the model.
+    runner.eval()
+    stats = model_stats if runner is model and model_stats is not None else evaluate(runner, batches, device=device)
     if runner is not model:
         path = inference_path(runner)  # known once the layers have run: which kernels took each call
     images = torch.cat([x for x, _ in _take(batches, max(batch_sizes))])[:max(batch_sizes)]

@@ -85,7 +85,8 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
             profile = profile_inference(model, val, device, kernels=task.inference_kernels,
                                         batch_sizes=tuple(dict.fromkeys((1, task.inference_batch))),
                                         window_s=task.inference_window,
-                                        repeats=task.inference_repeats, country=task.country)
+                                        repeats=task.inference_repeats, country=task.country,
+                                        model_stats=val_stats)
             throughput, latency = profile.at(task.inference_batch), profile.at(1)
             result.inference_path, result.inference_error = profile.path, profile.error
             result.inference_samples = profile.samples
