@@ -1,6 +1,7 @@
 """Energy readings are valid or visibly missing: per-second power independent of the window,
 refused or failing meters never reading as free, provenance on every reading, RAPL counters
 read from a (fake) powercap tree, and the inference protocol's repetitions and spread."""
+import threading
 import time
 import warnings
 
@@ -48,6 +49,35 @@ def test_per_second_power_does_not_depend_on_the_window(one_thread):
     assert 0.5 < short / long < 2, (short, long)
     sweep = {s: _watts(s) for s in (0.02, 0.1, 1.0, 5.0)}
     assert max(sweep.values()) / min(sweep.values()) < 2, sweep
+
+
+@pytest.mark.parametrize("ticks", [1, 2, 3])
+def test_each_interval_is_charged_once_when_the_window_ends_on_a_sampler_tick(monkeypatch, ticks):
+    """CodeCarbon's sampler moves its 'last measured' mark only after a sample ends: a last
+    sample taken while a scheduled one ran charged the same interval twice (a 1 s window read
+    24 W instead of 14 W). Here the window ends while the k-th scheduled sample is running."""
+    from codecarbon.external.ram import RAM
+    charged, sampler_running = [], threading.Event()
+    measure = RAM.measure_power_and_energy
+
+    def slow_measure(self, last_duration):
+        charged.append(last_duration)
+        if threading.current_thread() is not threading.main_thread():
+            sampler_running.set()
+        time.sleep(0.03)
+        return measure(self, last_duration=last_duration)
+
+    monkeypatch.setattr(RAM, "measure_power_and_energy", slow_measure)
+    with EnergyMeter(measure_power_secs=0.2) as meter:
+        begun = time.perf_counter()
+        for _ in range(ticks):
+            sampler_running.clear()
+            assert sampler_running.wait(5), "the sampler did not run"
+    wall = time.perf_counter() - begun + 0.03  # the window and the last sample's own time
+    after_start = sum(charged[1:])  # the start-up sample charges the tracker's first ~2 ms
+    assert meter.reading.valid, meter.reading.missing
+    assert after_start <= wall, f"{after_start:.3f} s charged for {wall:.3f} s of wall time: {charged}"
+    assert after_start > 0.2 * ticks - 0.1, charged  # and the window itself is charged
 
 
 def test_a_window_too_short_or_empty_is_missing_not_free():

@@ -11,12 +11,16 @@ CodeCarbon instance holding its lock, a hardware probe that failed), a window to
 read, or zero energy for real work make ``reading.missing`` say why, and ``energy_kwh`` is None.
 Per-second power does not depend on the window's length: the window starts after the tracker's
 own start-up, and the tracker takes a last sample at the end however fresh its previous one
-(CodeCarbon skips it within 50 ms, which read a 30 ms block as almost free).
+(CodeCarbon skips it within 50 ms, which read a 30 ms block as almost free). Samples never
+overlap: CodeCarbon's background sampler and that last sample are serialized, since the
+tracker moves its "last measured" mark only after a sample ends, and two samples running at
+once both charged the same interval (a window ending on a sampler tick read twice its RAM power).
 """
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -82,6 +86,22 @@ def _make_tracker(country: str, measure_power_secs: float):  # noqa: ANN202
                                        allow_multiple_runs=True)
 
 
+def _serialize_samples(tracker: Any) -> None:
+    """Route every energy sample of ``tracker`` (its periodic sampler, its start and stop
+    samples, ours) through one lock, so each interval is charged once."""
+    lock = threading.Lock()
+    sample = tracker._measure_power_and_energy
+
+    def one_at_a_time() -> None:
+        with lock:
+            sample()
+
+    tracker._measure_power_and_energy = one_at_a_time  # start(), stop() and __exit__ look it up here
+    scheduler = getattr(tracker, "_scheduler", None)
+    if scheduler is not None:
+        scheduler.function = one_at_a_time  # the sampler captured the bound method when it was made
+
+
 def _components(tracker: Any, gpu_kwh: float) -> tuple[dict[str, bool], dict[str, str]]:
     """Per component: measured by a counter or estimated, and how."""
     measured, methods = {"ram": False}, {"ram": "estimate: CodeCarbon's RAM power model"}
@@ -114,6 +134,7 @@ class EnergyMeter:
             if getattr(tracker, "_another_instance_already_running", False):
                 raise RuntimeError("another CodeCarbon tracker holds its single-instance lock "
                                    "(CODECARBON_ALLOW_MULTIPLE_RUNS=false?)")
+            _serialize_samples(tracker)
             tracker.start()
             if getattr(tracker, "_start_time", None) is None:
                 raise RuntimeError("the CodeCarbon tracker did not start")
