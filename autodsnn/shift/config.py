@@ -10,7 +10,7 @@ from .errors import ShiftConfigError
 from .modes import weight_mode
 from .quant import ROUNDINGS, CodeSet, FixedPoint
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2  # 2: zero_level; a version-1 "q" config had a zero level (kept on reading)
 LAYER_TYPES = ("linear", "conv2d")
 INITS = ("keep", "low-variance")
 
@@ -22,8 +22,11 @@ class ShiftConfig:
     """How to convert a model into a deep shift network.
 
     mode:           a registered weight mode (autodsnn.shift.modes): built in are "q"
-                    (DeepShift-Q), "ps" (DeepShift-PS) and "dense" (DenseShift, zero-free).
+                    (DeepShift-Q, zero-free), "ps" (DeepShift-PS, with a zero level) and
+                    "dense" (DenseShift, zero-free).
     weight_bits:    2..8 bits per weight code (1 sign bit + shift bits).
+    zero_level:     None: the mode's own code set. True: "q" spends one magnitude code on 0
+                    (what "q" meant in autodsnn <= 0.2); modes without that choice refuse it.
     shift_max:      largest exponent of a weight (0: |w| <= 1, DeepShift's choice; >0 allows left
                     shifts), or "auto": per layer, the exponent that rounds the layer's float
                     weights with the least squared error (see layers.resolve_shift_max).
@@ -42,6 +45,7 @@ class ShiftConfig:
     mode: str = "q"
     weight_bits: int = 5
     shift_max: ShiftMax = 0
+    zero_level: bool | None = None
     rounding: str = "deterministic"
     act_int_bits: int | None = None
     act_frac_bits: int | None = None
@@ -63,10 +67,7 @@ class ShiftConfig:
         weight_mode(self.mode)  # an unknown mode names the registered ones
         if self.rounding not in ROUNDINGS:
             raise ShiftConfigError(f"unknown rounding {self.rounding!r}: use one of {', '.join(ROUNDINGS)}")
-        if self.shift_max != "auto":
-            CodeSet(self.mode, self.weight_bits, self.shift_max)  # validates bits and range
-        else:
-            CodeSet(self.mode, self.weight_bits, 0)
+        self.code_set(0 if self.shift_max == "auto" else None)  # validates bits, range and zero level
         if (self.act_int_bits is None) != (self.act_frac_bits is None):
             raise ShiftConfigError("set both act_int_bits and act_frac_bits (or neither for float activations)")
         self.activation_format()  # validates the widths
@@ -85,7 +86,7 @@ class ShiftConfig:
         top = self.shift_max if shift_max is None else shift_max
         if top == "auto":
             raise ShiftConfigError("shift_max='auto' is resolved per layer: pass the layer's shift_max")
-        return CodeSet(self.mode, self.weight_bits, int(top))
+        return CodeSet(self.mode, self.weight_bits, int(top), self.zero_level)
 
     def activation_format(self) -> FixedPoint | None:
         if self.act_int_bits is None:
@@ -110,6 +111,8 @@ class ShiftConfig:
         if version > CONFIG_VERSION:
             raise ShiftConfigError(f"ShiftConfig version {version} is newer than this autodsnn ({CONFIG_VERSION}): "
                                    "upgrade autodsnn")
+        if version < 2 and data.get("mode", "q") == "q" and data.get("zero_level") is None:
+            data["zero_level"] = True  # version 1 gave "q" a zero level: keep what the config meant
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -31,6 +31,9 @@ EXPORT_FORMAT = "autodsnn-shift-codes"
 # 3: the model's other parameters and buffers travel too; 2: packed canonical codes
 # (autodsnn.shift.packing); 1: one code per byte
 EXPORT_VERSION = 3
+# Exports record each layer's zero level ("has_zero"); for one without it, what the built-in
+# modes meant when it was written ("q" had a zero level up to autodsnn 0.2).
+_LEGACY_HAS_ZERO = {"q": True, "ps": True, "dense": False}
 
 # A handler per convertible float type: a new layer kind is an entry here, not an if-branch.
 _CONVERTERS: dict[type[nn.Module], tuple[str, Callable[[Any, ShiftConfig], nn.Module]]] = {
@@ -282,10 +285,16 @@ def load_codes(model: nn.Module, exported: Union[dict[str, Any], str, os.PathLik
                                    "load into the same architecture")
         layer = modules[name]
         act = entry["activation"]
-        cfg = ShiftConfig(mode=entry["mode"], weight_bits=entry["weight_bits"], shift_max=entry["shift_max"],
-                          act_int_bits=None if act is None else act["int_bits"],
-                          act_frac_bits=None if act is None else act["frac_bits"],
-                          act_signed=True if act is None else act["signed"])
+        # The export says what its codes mean: its own zero level, not today's default for the mode.
+        has_zero = entry.get("has_zero", _LEGACY_HAS_ZERO.get(entry["mode"]))
+        try:
+            cfg = ShiftConfig(mode=entry["mode"], weight_bits=entry["weight_bits"], shift_max=entry["shift_max"],
+                              zero_level=has_zero,
+                              act_int_bits=None if act is None else act["int_bits"],
+                              act_frac_bits=None if act is None else act["frac_bits"],
+                              act_signed=True if act is None else act["signed"])
+        except ShiftConfigError as exc:
+            raise ShiftConfigError(f"exported layer {name!r}: {exc}") from None
         if not is_shift_layer(layer):
             if _kind_of(layer) != entry["kind"]:
                 raise ShiftConfigError(f"layer {name!r} is {type(layer).__name__}, "
@@ -297,10 +306,6 @@ def load_codes(model: nn.Module, exported: Union[dict[str, Any], str, os.PathLik
             raise ShiftConfigError(f"layer {name!r} has shape {list(layer.sign_and_shift()[0].shape)}, "
                                    f"the export {entry['shape']}")
         codes = cfg.code_set()
-        if entry.get("has_zero", codes.has_zero) != codes.has_zero:
-            raise ShiftConfigError(f"layer {name!r} was exported with has_zero={entry['has_zero']}, but mode "
-                                   f"{codes.mode!r} is registered here with has_zero={codes.has_zero}: register "
-                                   "the mode as it was when exported")
         if "packed" in entry:
             cols = math.prod(entry["shape"][1:])
             sign, shift = decode_canonical(unpack_codes(entry["packed"], entry["code_bits"], cols), codes)

@@ -16,6 +16,8 @@ these; this module imports :mod:`autodsnn.shift.convert`, never the other way ro
 """
 from __future__ import annotations
 
+import dataclasses
+
 import warnings
 from collections import Counter
 from typing import Any
@@ -74,7 +76,7 @@ class _Deployed(nn.Module):
     def _derive(self) -> None:
         """Everything computed from the packed codes and the bias: the integer plan, tables and
         caches. Runs again after load_state_dict, so loaded codes never meet stale tables."""
-        self.codes = CodeSet(self.codes.mode, self.codes.weight_bits, int(self.shift_max))
+        self.codes = dataclasses.replace(self.codes, shift_max=int(self.shift_max))
         canonical = unpack_codes(self.packed.cpu(), self.bits, self.cols)
         sign, shift = decode_canonical(canonical, self.codes)
         fmt: FixedPoint | None = self.input_quant.fmt

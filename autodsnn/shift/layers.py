@@ -13,6 +13,7 @@ weight the layer computes with, ``layer.sign_and_shift()`` its integer codes.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -42,7 +43,7 @@ def resolve_shift_max(config: ShiftConfig, weight: torch.Tensor) -> int:
         return 0
     top_exp = int(math.floor(math.log2(top) + 0.5))
     candidates = range(max(top_exp - AUTO_SEARCH_BELOW, -60), min(top_exp + AUTO_HEADROOM, 64) + 1)
-    errors = {c: float((round_pow2_values(w, CodeSet(config.mode, config.weight_bits, c)) - w).square().sum())
+    errors = {c: float((round_pow2_values(w, config.code_set(c)) - w).square().sum())
               for c in candidates}
     least = min(errors.values())
     return max(c for c, e in errors.items() if e <= least * (1 + AUTO_TOLERANCE))
@@ -87,16 +88,22 @@ class WeightQuantizer(nn.Module):
         key = prefix + "shift_max"
         if key in state_dict:
             top = int(state_dict[key])
-            self.codes = CodeSet(self.codes.mode, self.codes.weight_bits, top)
+            self.codes = dataclasses.replace(self.codes, shift_max=top)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return self.codes.describe() + (", stochastic" if self.stochastic else "")
 
 
-@register_weight_mode("q", has_zero=True)
+@register_weight_mode("q", has_zero=False, zero_optional=True)
 class QWeight(WeightQuantizer):
-    """DeepShift-Q: a float latent weight, rounded to a signed power of two in every forward."""
+    """DeepShift-Q: a float latent weight, rounded to a signed power of two in every forward.
+
+    DeepShift-Q's code set is zero-free (Elhoushi et al. 2021, Sec. 3.1; their code): ``+-2^k``
+    for ``2^(b-1)`` exponents, a weight below the smallest level rounds up to it with its sign
+    (``-0.0`` to ``-2^shift_min``; DeepShift's ``sign(0) = 0`` keeps an exact 0 at 0). With
+    ``zero_level=True`` one magnitude code means 0 and weights below ``sqrt(2)/2 * 2^shift_min``
+    flush to it."""
 
     def __init__(self, weight: torch.Tensor, codes: CodeSet, stochastic: bool) -> None:
         super().__init__(codes, stochastic)

@@ -4,9 +4,10 @@ Two formats live here:
 
 * **Shift code sets** (:class:`CodeSet`): the weights a shift layer may use, ``0`` and/or
   ``+-2^k`` for ``k`` in ``[shift_min, shift_max]``. One sign bit plus ``weight_bits - 1`` bits
-  index the magnitude, so a code set has ``2^(b-1)`` magnitude codes. DeepShift's modes (``q``,
-  ``ps``) spend one of them on zero; DenseShift's zero-free mode (``dense``) uses all of them for
-  shifts. See :meth:`CodeSet.describe` and the README's table.
+  index the magnitude, so a code set has ``2^(b-1)`` magnitude codes. DeepShift-PS (``ps``)
+  spends one of them on zero; DeepShift-Q (``q``) and DenseShift (``dense``) are zero-free and use
+  all of them for shifts (``q`` with ``zero_level=True`` spends one on zero, as autodsnn <= 0.2
+  did). See :meth:`CodeSet.describe` and the README's table.
 * **Fixed-point activations** (:class:`FixedPoint`): ``k * 2^-frac_bits`` for integer ``k`` in
   ``[-2^(int+frac), 2^(int+frac) - 1]`` (signed) or ``[0, 2^(int+frac) - 1]`` (unsigned).
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,21 +44,30 @@ MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = 2, 8
 class CodeSet:
     """The discrete weight values of one shift layer.
 
-    ``mode`` is a registered weight mode (:mod:`autodsnn.shift.modes`), which says whether the
-    set has a zero level (``has_zero``, read once here). ``shift_max`` is the largest exponent
-    (``0``: magnitudes up to 1, DeepShift's choice; positive values allow left shifts).
-    ``shift_min`` follows from the bit width. Raises ShiftConfigError for an unknown mode, bits
-    outside 2..8 or a shift_max outside [-64, 64].
+    ``mode`` is a registered weight mode (:mod:`autodsnn.shift.modes`). ``has_zero``: whether
+    the set has a zero level; None takes the mode's default (``q``: no, DeepShift-Q's set; ``ps``:
+    yes; ``dense``: no), and only a mode registered ``zero_optional`` takes the other value.
+    ``shift_max`` is the largest exponent (``0``: magnitudes up to 1, DeepShift's choice; positive
+    values allow left shifts). ``shift_min`` follows from the bit width. Raises ShiftConfigError
+    for an unknown mode, a zero level the mode cannot have, bits outside 2..8 or a shift_max
+    outside [-64, 64].
     """
 
     mode: str
     weight_bits: int
     shift_max: int = 0
-    has_zero: bool = field(init=False, repr=False, compare=False)
+    has_zero: bool | None = None
 
     def __post_init__(self) -> None:
         # resolved now: a code set keeps its meaning even if its mode is unregistered later
-        object.__setattr__(self, "has_zero", weight_mode(self.mode).has_zero)
+        mode = weight_mode(self.mode)
+        if self.has_zero is None:
+            object.__setattr__(self, "has_zero", mode.has_zero)
+        elif not isinstance(self.has_zero, bool) or not mode.allows(self.has_zero):
+            raise ShiftConfigError(
+                f"mode {self.mode!r} has {'a' if mode.has_zero else 'no'} zero level and no other code set: "
+                f"zero_level={self.has_zero!r} is not available: leave zero_level unset, or use "
+                + ("mode 'q' (zero-free)" if mode.has_zero else "mode 'q' with zero_level=True"))
         b = self.weight_bits
         if not isinstance(b, int) or isinstance(b, bool) or not MIN_WEIGHT_BITS <= b <= MAX_WEIGHT_BITS:
             raise ShiftConfigError(

@@ -82,6 +82,8 @@ class HParams:
     # per layer, least rounding error: a fixed 0 flushes most weights of 2-3 bit nets to zero
     shift_max: int | str = _hp("auto", "largest weight exponent (0: |w| <= 1; > 0 allows left shifts) or 'auto' "
                                        "per layer", parse=parse_shift_max)
+    zero_level: bool | None = _hp(None, "q only: spend one weight code on 0 (DeepShift-Q's code set is zero-free; "
+                                        "autodsnn <= 0.2's q had this zero level)", action="store_true")
     act_int_bits: int | None = _hp(None, "fixed-point activations: integer and fraction bits (default: float "
                                          "activations)", flags=("--activation-bits", "-ab"), nargs=2, parse=int,
                                    metavar=("INT", "FRAC"), pair="act_frac_bits")
@@ -126,6 +128,7 @@ class HParams:
     def shift_config(self, depth: int | str | None = None) -> ShiftConfig:
         depth = self.shift_depth if depth is None else depth
         return ShiftConfig(mode=self.shift_type, weight_bits=int(self.weight_bits), shift_max=self.shift_max,
+                           zero_level=None if self.zero_level is None else bool(self.zero_level),
                            rounding=self.rounding, act_int_bits=self.act_int_bits, act_frac_bits=self.act_frac_bits,
                            act_signed=bool(self.act_signed), shift_depth=depth)
 

@@ -6,6 +6,7 @@ from torch import nn
 
 from autodsnn.shift import (ShiftConfig, ShiftConfigError, ShiftConv2d, ShiftLinear, convert, convertible_layers,
                             export, export_codes, freeze, load_codes, load_exported, shift_layers)
+from autodsnn.shift.convert import EXPORT_FORMAT
 
 
 class Net(nn.Module):
@@ -179,6 +180,30 @@ def test_format_1_exports_still_load(tmp_path):
     load_codes(fresh, data)
     x = torch.randn(3, 6)
     assert torch.equal(fresh(x), model(x))
+
+
+def test_an_export_from_when_q_had_a_zero_level_still_means_what_it_meant():
+    """autodsnn <= 0.2's q spent magnitude code 0 on zero: code j >= 1 was 2^(shift_max - (j - 1)),
+    bit 2 the sign (3-bit codes). A format-1 export of that time, written here by hand from that
+    layout, must load with those values although q is zero-free now."""
+    codes = torch.tensor([[0, 1, 2, 3], [5, 6, 7, 4]], dtype=torch.uint8)
+    want = torch.tensor([[0.0, 1.0, 0.5, 0.25], [-1.0, -0.5, -0.25, 0.0]])
+    entry = {"kind": "linear", "mode": "q", "weight_bits": 3, "shift_max": 0, "shift_min": -2, "shape": [2, 4],
+             "codes": codes, "bias": None, "activation": None}  # format 1 did not record has_zero
+    model = load_codes(nn.Sequential(nn.Linear(4, 2, bias=False)), {"format": EXPORT_FORMAT, "version": 1,
+                                                                     "layers": {"0": entry}})
+    assert torch.equal(model[0].quantized_weight(), want) and model[0].codes.has_zero
+    # a format-3 export of a zero-level q layer keeps it too, and re-exports the same codes
+    data = export_codes(model)
+    assert data["layers"]["0"]["has_zero"] is True
+    again = load_codes(nn.Sequential(nn.Linear(4, 2, bias=False)), data)
+    assert torch.equal(again[0].quantized_weight(), want)
+
+
+@pytest.mark.parametrize("version,mode,zero_level", [(1, "q", True), (1, "ps", None), (2, "q", None)])
+def test_a_version_1_q_config_keeps_its_zero_level(version, mode, zero_level):
+    assert ShiftConfig.from_dict({"version": version, "mode": mode}).zero_level is zero_level
+    assert ShiftConfig.from_json(ShiftConfig(mode="q", zero_level=True).to_json()).zero_level is True
 
 
 def test_load_exported_rejects_other_files(tmp_path):

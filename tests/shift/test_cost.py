@@ -38,7 +38,8 @@ def test_shift_layer_counts_nonzero_weights_and_bits(act):
         conv.weight.fill_(0.5)
         conv.weight[0].zero_()  # a whole output channel of zeros costs nothing
     model = nn.Sequential(conv)
-    convert(model, ShiftConfig(mode="q", weight_bits=4, act_int_bits=act and act[0], act_frac_bits=act and act[1]))
+    convert(model, ShiftConfig(mode="q", weight_bits=4, zero_level=True, act_int_bits=act and act[0],
+                               act_frac_bits=act and act[1]))
     c = cost(model, (2, 4, 5, 5))
     nonzero = 5 * 4 * 9
     positions = 2 * 5 * 5

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from autodsnn.shift import ShiftConfig, convert, freeze
+from autodsnn.shift.modes import code_set_variants
 from autodsnn.shift.packing import canonical_codes, decode_canonical
 from autodsnn.shift.quant import _SQRT_HALF, CodeSet, nearest_exponent, ps_round, quantize_pow2, round_pow2_ste
 
-MODES = ("q", "ps", "dense")
+VARIANTS = code_set_variants()  # (mode, has_zero): q with and without its optional zero level
 WIDTHS = range(2, 9)
 
 
@@ -65,10 +66,10 @@ def test_the_threshold_constant_is_the_smallest_float_at_or_above_sqrt_half():
     assert c * c >= Fraction(1, 2) > below * below
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode,has_zero", VARIANTS)
 @pytest.mark.parametrize("bits", WIDTHS)
-def test_every_entry_point_rounds_exactly_near_every_threshold(mode, bits):
-    codes = CodeSet(mode, bits, 0)
+def test_every_entry_point_rounds_exactly_near_every_threshold(mode, has_zero, bits):
+    codes = CodeSet(mode, bits, 0, has_zero)
     w = near_thresholds(codes)
     want = _expected(w, codes)
     # the exponent alone
@@ -78,14 +79,13 @@ def test_every_entry_point_rounds_exactly_near_every_threshold(mode, bits):
     # quantize_pow2 (freeze, export and sign_and_shift read it) and the Q forward
     sign, exp = quantize_pow2(w, codes)
     assert torch.equal(sign * torch.ldexp(torch.ones_like(exp), exp.to(torch.int32)), want)
-    if mode != "dense":
-        assert torch.equal(round_pow2_ste(w, CodeSet("q", bits, 0), False), _expected(w, CodeSet("q", bits, 0)))
+    assert torch.equal(round_pow2_ste(w, codes, False), want)
     # conversion from float weights, the eval forward, freeze, and the packed codes' decode
     layer = nn.Linear(len(w), 1, bias=False)
     with torch.no_grad():
         layer.weight.copy_(w[None])
     model = nn.Sequential(layer)
-    convert(model, ShiftConfig(mode=mode, weight_bits=bits, shift_max=0))
+    convert(model, ShiftConfig(mode=mode, weight_bits=bits, shift_max=0, zero_level=has_zero))
     model.eval()
     assert torch.equal(model[0].weight_quant().flatten(), want), mode
     s, p = model[0].weight_quant.sign_and_shift()
@@ -118,13 +118,13 @@ def test_ps_latent_ties_are_symmetric_and_exact():
     assert p.tolist() == [-2.0, -4.0, -2.0, 0.0, 0.0]  # ties to even; just above -2.5 gives -2
 
 
-@pytest.mark.parametrize("mode", ("q", "dense"))
+@pytest.mark.parametrize("mode,has_zero", [v for v in VARIANTS if v[0] != "ps"])  # ps: its own latents
 @pytest.mark.parametrize("bits", (2, 3, 5, 8))
-def test_stochastic_rounding_is_unbiased_at_every_level(mode, bits):
+def test_stochastic_rounding_is_unbiased_at_every_level(mode, has_zero, bits):
     """E[round(w)] = w between every pair of adjacent levels, and between 0 and the smallest
     level where zero is one (issue 13, kind 4: +15% at 0.8 x 2^-14 before). The bound: 5
     standard errors of a two-point distribution on the gap, computed here from the levels."""
-    codes = CodeSet(mode, bits, 0)
+    codes = CodeSet(mode, bits, 0, has_zero)
     levels = [2.0 ** k for k in range(codes.shift_min, codes.shift_max + 1)]
     pairs = ([(0.0, levels[0])] if codes.has_zero else []) + list(zip(levels, levels[1:]))
     if len(pairs) > 24:  # 8 bits: the boundary to zero, the top, and every 8th pair between

@@ -12,6 +12,7 @@ from autodsnn.shift.kernels import DeployedShiftConv2d, DeployedShiftLinear, dep
 from autodsnn.shift.packing import canonical_codes, code_bits, decode_canonical, pack_codes, unpack_codes, value_table
 from autodsnn.shift.native import native_cpu, native_cpu_portable
 from autodsnn.shift.quant import CodeSet
+from code_sets import VARIANTS, split as _split
 
 ACT = dict(act_int_bits=3, act_frac_bits=5)
 
@@ -27,9 +28,10 @@ def backend(request):
 
 
 @pytest.mark.parametrize("bits", range(2, 9))
-@pytest.mark.parametrize("mode", ["q", "ps", "dense"])
-def test_canonical_codes_pack_and_decode_round_trip(bits, mode):
-    codes = CodeSet(mode, bits, shift_max=1)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_canonical_codes_pack_and_decode_round_trip(bits, variant):
+    mode, zero_level = _split(variant)
+    codes = CodeSet(mode, bits, shift_max=1, has_zero=zero_level)
     levels = codes.levels()
     w = levels[torch.randint(0, len(levels), (6, 7))]
     sign = w.sign().to(torch.int8)
@@ -53,9 +55,10 @@ def _narrow(module):
     return module
 
 
-def _linear(mode, bits, k, o, act=True, seed=0):
+def _linear(variant, bits, k, o, act=True, seed=0):
     torch.manual_seed(seed)
-    cfg = ShiftConfig(mode=mode, weight_bits=bits, shift_max="auto", **(ACT if act else {}))
+    mode, zero_level = _split(variant)
+    cfg = ShiftConfig(mode=mode, weight_bits=bits, shift_max="auto", zero_level=zero_level, **(ACT if act else {}))
     return freeze(ShiftLinear.from_float(_narrow(nn.Linear(k, o)), cfg).eval())
 
 
@@ -63,10 +66,10 @@ def _tol(x, w):
     return 1e-6 * (x.abs().double() @ w.abs().double().T).max() + 1e-6
 
 
-@pytest.mark.parametrize("mode,bits", list(itertools.product(["q", "ps", "dense"], range(2, 9))))
+@pytest.mark.parametrize("variant,bits", list(itertools.product(VARIANTS, range(2, 9))))
 @pytest.mark.parametrize("n,k,o", [(1, 37, 5), (3, 64, 33), (9, 129, 70)])
-def test_linear_float_mode_within_rounding_of_float64(backend, mode, bits, n, k, o):
-    layer = _linear(mode, bits, k, o, act=False, seed=bits + k)
+def test_linear_float_mode_within_rounding_of_float64(backend, variant, bits, n, k, o):
+    layer = _linear(variant, bits, k, o, act=False, seed=bits + k)
     deployed = DeployedShiftLinear(layer, "float")
     deployed.native_module = backend
     x = torch.randn(n, k)
@@ -75,14 +78,14 @@ def test_linear_float_mode_within_rounding_of_float64(backend, mode, bits, n, k,
     ref = F.linear(x.double(), layer.quantized_weight().double(), layer.bias.double())
     assert torch.isfinite(y).all()
     assert (y.double() - ref).abs().max() <= _tol(x, layer.quantized_weight())
-    if mode != "dense" and bits <= 3:
+    if layer.codes.has_zero and bits <= 3:
         assert (layer.sign_and_shift()[0] == 0).any()  # zero codes are exercised
 
 
-@pytest.mark.parametrize("mode,bits", list(itertools.product(["q", "ps", "dense"], range(2, 9))))
+@pytest.mark.parametrize("variant,bits", list(itertools.product(VARIANTS, range(2, 9))))
 @pytest.mark.parametrize("n,k,o", [(1, 37, 5), (3, 64, 33), (9, 129, 70)])
-def test_linear_integer_mode_equals_reference_exactly(backend, mode, bits, n, k, o):
-    layer = _linear(mode, bits, k, o, seed=bits * 7 + k)
+def test_linear_integer_mode_equals_reference_exactly(backend, variant, bits, n, k, o):
+    layer = _linear(variant, bits, k, o, seed=bits * 7 + k)
     deployed = DeployedShiftLinear(layer, "integer")
     deployed.native_module = backend
     x = torch.randn(n, k) * 4  # some inputs saturate
@@ -103,17 +106,18 @@ CONVS = [  # (in, out, kernel, stride, padding, dilation, groups, size)
 ]
 
 
-def _conv(mode, bits, spec, act=True, seed=0):
+def _conv(variant, bits, spec, act=True, seed=0):
     torch.manual_seed(seed)
     cin, cout, ks, st, pd, dl, g, _ = spec
-    cfg = ShiftConfig(mode=mode, weight_bits=bits, shift_max="auto", **(ACT if act else {}))
+    mode, zero_level = _split(variant)
+    cfg = ShiftConfig(mode=mode, weight_bits=bits, shift_max="auto", zero_level=zero_level, **(ACT if act else {}))
     return freeze(ShiftConv2d.from_float(_narrow(nn.Conv2d(cin, cout, ks, st, pd, dl, g)), cfg).eval())
 
 
 @pytest.mark.parametrize("spec", CONVS)
-@pytest.mark.parametrize("mode,bits", [("q", 2), ("ps", 4), ("dense", 3), ("ps", 5), ("dense", 8)])
-def test_conv2d_float_mode_within_rounding(backend, spec, mode, bits):
-    layer = _conv(mode, bits, spec, act=False, seed=bits)
+@pytest.mark.parametrize("variant,bits", [("q", 2), ("q+zero", 3), ("ps", 4), ("dense", 3), ("ps", 5), ("dense", 8)])
+def test_conv2d_float_mode_within_rounding(backend, spec, variant, bits):
+    layer = _conv(variant, bits, spec, act=False, seed=bits)
     deployed = DeployedShiftConv2d(layer, "float")
     deployed.native_module = backend
     x = torch.randn(2, spec[0], spec[-1], spec[-1])
@@ -126,9 +130,9 @@ def test_conv2d_float_mode_within_rounding(backend, spec, mode, bits):
 
 
 @pytest.mark.parametrize("spec", CONVS)
-@pytest.mark.parametrize("mode,bits", [("q", 2), ("ps", 4), ("dense", 3), ("ps", 5), ("dense", 8)])
-def test_conv2d_integer_mode_equals_reference_exactly(backend, spec, mode, bits):
-    layer = _conv(mode, bits, spec, seed=bits + 1)
+@pytest.mark.parametrize("variant,bits", [("q", 2), ("q+zero", 3), ("ps", 4), ("dense", 3), ("ps", 5), ("dense", 8)])
+def test_conv2d_integer_mode_equals_reference_exactly(backend, spec, variant, bits):
+    layer = _conv(variant, bits, spec, seed=bits + 1)
     deployed = DeployedShiftConv2d(layer, "integer")
     deployed.native_module = backend
     x = torch.randn(2, spec[0], spec[-1], spec[-1]) * 4

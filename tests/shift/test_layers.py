@@ -5,8 +5,9 @@ from torch import nn
 
 from autodsnn.shift import ShiftConfig, ShiftConv2d, ShiftLinear
 from autodsnn.shift.quant import CodeSet
+from code_sets import VARIANTS, config
 
-MODES = ["q", "ps", "dense"]
+MODES = VARIANTS  # q, ps, dense and q with its optional zero level
 
 
 def pow2_weights(shape, lo=-6, hi=0, zeros=True, generator=None):
@@ -27,7 +28,7 @@ def in_code_set(w: torch.Tensor, codes: CodeSet) -> bool:
 @pytest.mark.parametrize("bits", range(2, 9))
 @pytest.mark.parametrize("rounding", ["deterministic", "stochastic"])
 def test_every_forward_weight_is_in_the_code_set(mode, bits, rounding):
-    cfg = ShiftConfig(mode=mode, weight_bits=bits, shift_max=1, rounding=rounding)
+    cfg = config(mode, weight_bits=bits, shift_max=1, rounding=rounding)
     conv = ShiftConv2d(8, 16, 3, config=cfg)
     lin = ShiftLinear(32, 8, config=cfg)
     for layer in (conv, lin):
@@ -39,7 +40,7 @@ def test_every_forward_weight_is_in_the_code_set(mode, bits, rounding):
             layer.train(training)
             w = layer.quantized_weight()
             assert in_code_set(w, layer.codes), (mode, bits)
-            if mode == "dense":
+            if not layer.codes.has_zero:
                 assert (w != 0).all()
             sign, shift = layer.sign_and_shift()
             assert sign.dtype == torch.int8 and shift.dtype == torch.int16
@@ -49,13 +50,13 @@ def test_every_forward_weight_is_in_the_code_set(mode, bits, rounding):
 @pytest.mark.parametrize("mode", MODES)
 def test_power_of_two_float_layer_is_reproduced(mode):
     g = torch.Generator().manual_seed(0)
-    zeros = mode != "dense"
+    cfg = config(mode, weight_bits=5)
+    zeros = cfg.code_set().has_zero
     conv = nn.Conv2d(6, 10, 3, padding=1, bias=True)
     lin = nn.Linear(20, 7)
     with torch.no_grad():
         conv.weight.copy_(pow2_weights(conv.weight.shape, zeros=zeros, generator=g))
         lin.weight.copy_(pow2_weights(lin.weight.shape, zeros=zeros, generator=g))
-    cfg = ShiftConfig(mode=mode, weight_bits=5)
     sconv, slin = ShiftConv2d.from_float(conv, cfg), ShiftLinear.from_float(lin, cfg)
     x = torch.randn(3, 6, 9, 9)
     for layer in (sconv, slin):
@@ -85,8 +86,8 @@ def test_conv_features_match_float_conv_on_pow2_weights(kw, mode):
     args.update(kw)
     conv = nn.Conv2d(**args)
     with torch.no_grad():
-        conv.weight.copy_(pow2_weights(conv.weight.shape, zeros=mode != "dense", generator=g))
-    layer = ShiftConv2d.from_float(conv, ShiftConfig(mode=mode)).eval()
+        conv.weight.copy_(pow2_weights(conv.weight.shape, zeros=config(mode).code_set().has_zero, generator=g))
+    layer = ShiftConv2d.from_float(conv, config(mode)).eval()
     x = torch.randn(2, args["in_channels"], 11, 13)
     expected = conv(x)
     out = layer(x)
@@ -158,7 +159,7 @@ def test_layers_train(mode):
     target = nn.Linear(16, 4)
     x = torch.randn(256, 16)
     y = target(x).detach()
-    layer = ShiftLinear(16, 4, config=ShiftConfig(mode=mode, weight_bits=6))
+    layer = ShiftLinear(16, 4, config=config(mode, weight_bits=6))
     opt = torch.optim.Adam(layer.parameters(), lr=0.02)
     losses = []
     for _ in range(150):

@@ -81,7 +81,7 @@ def test_codes_exported_under_another_code_set_are_refused(toy_mode, tmp_path):
     path = export(freeze(model), tmp_path / "toy.pt")
     register_weight_mode(toy_mode, has_zero=True)(ToyWeight)  # the same class again, now with a zero level
     try:
-        with pytest.raises(ShiftConfigError, match="exported with has_zero=False, but mode 'toy' is registered"):
+        with pytest.raises(ShiftConfigError, match="exported layer '0': mode 'toy' has a zero level and no other"):
             load_codes(_net(), path)
     finally:
         register_weight_mode(toy_mode, has_zero=False)(ToyWeight)
@@ -105,8 +105,10 @@ def test_an_unknown_mode_gets_one_line_listing_the_registered_modes(toy_mode):
 
 def test_the_built_in_modes_declare_their_code_sets():
     assert weight_mode_names()[:3] == BUILT_IN
-    assert [weight_mode(m).has_zero for m in BUILT_IN] == [True, True, False]
-    assert [CodeSet(m, 3).num_levels for m in BUILT_IN] == [7, 7, 8]
+    assert [weight_mode(m).has_zero for m in BUILT_IN] == [False, True, False]  # DeepShift-Q is zero-free
+    assert [weight_mode(m).zero_optional for m in BUILT_IN] == [True, False, False]
+    assert [CodeSet(m, 3).num_levels for m in BUILT_IN] == [8, 7, 8]
+    assert CodeSet("q", 3, has_zero=True).num_levels == 7
 
 
 def test_registration_refuses_what_cannot_work():

@@ -4,27 +4,59 @@ import pytest
 import torch
 
 from autodsnn.shift.errors import ShiftConfigError
+from autodsnn.shift.modes import code_set_variants
 from autodsnn.shift.quant import (CodeSet, FixedPoint, dense_weight, ps_weight, quantize_fixed_point, quantize_pow2,
                                   round_pow2_ste)
 
 ALL_BITS = range(2, 9)
+VARIANTS = code_set_variants()  # (mode, has_zero), q's optional zero level included
 
 
-@pytest.mark.parametrize("mode", ["q", "ps", "dense"])
+@pytest.mark.parametrize("mode,has_zero", VARIANTS)
 @pytest.mark.parametrize("bits", ALL_BITS)
-def test_code_set_sizes(mode, bits):
-    codes = CodeSet(mode, bits, shift_max=1)
-    assert codes.has_zero == (mode != "dense")
-    # every code of the b-bit word is used exactly once (q/ps: zero takes one magnitude code)
+def test_code_set_sizes(mode, has_zero, bits):
+    codes = CodeSet(mode, bits, shift_max=1, has_zero=has_zero)
+    assert codes.has_zero == has_zero
+    # every code of the b-bit word is used exactly once (with a zero level, zero takes one magnitude code)
     assert codes.num_levels == (2 ** bits - 1 if codes.has_zero else 2 ** bits)
     assert codes.shift_max == 1
     assert codes.shift_max - codes.shift_min + 1 == codes.num_shifts
     assert len(codes.levels()) == codes.num_levels
 
 
+@pytest.mark.parametrize("bits", ALL_BITS)
+def test_q_is_deepshift_q_and_its_zero_level_is_an_option(bits):
+    """DeepShift-Q (Elhoushi et al.; their code): +-2^k for k in [-(2^(b-1) - 1), 0], 2^b levels, no
+    zero. zero_level=True: one magnitude code is 0, one exponent fewer (autodsnn <= 0.2's q)."""
+    top = 2 ** (bits - 1) - 1
+    deepshift_q = sorted([s * 2.0 ** -k for k in range(0, top + 1) for s in (-1, 1)])
+    assert CodeSet("q", bits).levels().tolist() == deepshift_q and len(deepshift_q) == 2 ** bits
+    with_zero = sorted([0.0] + [s * 2.0 ** -k for k in range(0, top) for s in (-1, 1)])
+    assert CodeSet("q", bits, has_zero=True).levels().tolist() == with_zero
+    assert CodeSet("ps", bits).levels().tolist() == with_zero  # DeepShift-PS keeps its zero
+
+
+def test_at_two_bits_deepshift_initialised_weights_become_half_not_zero():
+    """The issue's example: a kaiming-initialised 784x512 layer (|w| < 1/28) at 2 bits is +-0.5
+    everywhere in DeepShift-Q (clamped up to the smallest level), 0 everywhere with a zero level."""
+    w = torch.nn.Linear(784, 512).weight.detach()
+    sign, exp = quantize_pow2(w, CodeSet("q", 2))
+    assert torch.equal((sign * torch.exp2(exp)).abs(), torch.full_like(w, 0.5))
+    assert torch.equal(torch.sign(sign), torch.sign(w))
+    sign, _ = quantize_pow2(w, CodeSet("q", 2, has_zero=True))
+    assert (sign == 0).all()
+
+
+@pytest.mark.parametrize("mode,has_zero", [("ps", False), ("dense", True), ("q", 1)])
+def test_a_zero_level_a_mode_cannot_have_is_refused(mode, has_zero):
+    with pytest.raises(ShiftConfigError, match="zero"):
+        CodeSet(mode, 4, has_zero=has_zero)
+
+
 def test_deepshift_default_range():
-    # DeepShift's 5-bit range: shifts -14..0 and zero.
-    c = CodeSet("q", 5)
+    # DeepShift's 5-bit ranges: Q shifts -15..0 (zero-free); PS -14..0 and zero.
+    assert (CodeSet("q", 5).shift_min, CodeSet("q", 5).has_zero) == (-15, False)
+    c = CodeSet("ps", 5)
     assert (c.shift_min, c.shift_max, c.has_zero) == (-14, 0, True)
     assert CodeSet("dense", 3).levels().tolist() == [-1, -0.5, -0.25, -0.125, 0.125, 0.25, 0.5, 1]
 
@@ -35,10 +67,10 @@ def test_impossible_bits_rejected(bits):
         CodeSet("q", bits)
 
 
-@pytest.mark.parametrize("mode", ["q", "ps", "dense"])
+@pytest.mark.parametrize("mode,has_zero", VARIANTS)
 @pytest.mark.parametrize("bits", ALL_BITS)
-def test_encode_decode_roundtrip(mode, bits):
-    codes = CodeSet(mode, bits, shift_max=2)
+def test_encode_decode_roundtrip(mode, has_zero, bits):
+    codes = CodeSet(mode, bits, shift_max=2, has_zero=has_zero)
     w = torch.randn(500) * 3
     sign, exp = quantize_pow2(w, codes)
     packed = codes.encode(sign, exp)
@@ -47,11 +79,11 @@ def test_encode_decode_roundtrip(mode, bits):
     assert torch.equal(s2.float() * torch.exp2(e2.float()), sign * torch.exp2(exp))
 
 
-@pytest.mark.parametrize("mode", ["q", "dense"])
+@pytest.mark.parametrize("mode,has_zero", [v for v in VARIANTS if v[0] != "ps"])
 @pytest.mark.parametrize("bits", ALL_BITS)
 @pytest.mark.parametrize("stochastic", [False, True])
-def test_quantized_values_are_in_code_set(mode, bits, stochastic):
-    codes = CodeSet(mode, bits, shift_max=1)
+def test_quantized_values_are_in_code_set(mode, has_zero, bits, stochastic):
+    codes = CodeSet(mode, bits, shift_max=1, has_zero=has_zero)
     w = torch.cat([torch.randn(2000) * 10.0 ** torch.empty(2000).uniform_(-6, 1), torch.zeros(3)])
     sign, exp = quantize_pow2(w, codes, stochastic=stochastic)
     wq = sign * torch.exp2(exp)
@@ -69,13 +101,13 @@ def test_deterministic_rounding_is_nearest_in_log_domain():
 
 
 def test_saturation_and_flush_to_zero():
-    codes = CodeSet("q", 3, shift_max=0)  # levels 0, +-1, +-0.5, +-0.25
-    w = torch.tensor([100.0, -100.0, 0.2, 0.17, 0.1, 0.0])
+    codes = CodeSet("q", 3, shift_max=0, has_zero=True)  # levels 0, +-1, +-0.5, +-0.25
+    w = torch.tensor([100.0, -100.0, 0.2, 0.17, 0.1, 0.0, -0.01])
     sign, exp = quantize_pow2(w, codes)
-    assert (sign * torch.exp2(exp)).tolist() == [1.0, -1.0, 0.25, 0.0, 0.0, 0.0]
-    dense = CodeSet("dense", 3, shift_max=0)
-    sign, exp = quantize_pow2(w, dense)
-    assert (sign * torch.exp2(exp)).tolist() == [1.0, -1.0, 0.25, 0.125, 0.125, 0.125]
+    assert (sign * torch.exp2(exp)).tolist() == [1.0, -1.0, 0.25, 0.0, 0.0, 0.0, 0.0]
+    for zero_free in (CodeSet("q", 3, shift_max=0), CodeSet("dense", 3, shift_max=0)):  # raised to +-2^-3
+        sign, exp = quantize_pow2(w, zero_free)
+        assert (sign * torch.exp2(exp)).tolist() == [1.0, -1.0, 0.25, 0.125, 0.125, 0.125, -0.125]
 
 
 def test_stochastic_rounding_is_unbiased():
@@ -163,11 +195,11 @@ def test_bad_activation_format():
         FixedPoint(-1, 3)
 
 
-@pytest.mark.parametrize("mode", ["q", "ps", "dense"])
+@pytest.mark.parametrize("mode,has_zero", VARIANTS)
 @pytest.mark.parametrize("bits,shift_max", [(2, 0), (3, 0), (5, 0), (5, 3), (8, 0), (8, 60), (8, -10), (7, -60)])
-def test_float32_bit_path_equals_generic_rounding(mode, bits, shift_max):
+def test_float32_bit_path_equals_generic_rounding(mode, has_zero, bits, shift_max):
     from autodsnn.shift.quant import round_pow2_values
-    codes = CodeSet(mode, bits, shift_max)
+    codes = CodeSet(mode, bits, shift_max, has_zero)
     mags = torch.exp2(torch.empty(20_000, dtype=torch.float64).uniform_(-140, 110))
     w64 = mags * (torch.randint(0, 2, (20_000,)) * 2 - 1)
     # exact powers of two, values next to the sqrt(2) thresholds, zeros, infinities, subnormals
