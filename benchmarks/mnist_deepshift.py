@@ -5,7 +5,13 @@ converted, 5-bit weights, float activations; trained on the 60,000 training imag
 on the 10,000 test images, as their table is. Prints our test accuracy beside their published
 and reproduced figures (../shared/anchors.md) and writes benchmarks/results/mnist_deepshift.json.
 
-    python benchmarks/mnist_deepshift.py [--epochs 10] [--models mnist-fc mnist-conv] [--types float q ps]
+    python benchmarks/mnist_deepshift.py [--epochs 10] [--seeds 0 1 2] [--models mnist-fc mnist-conv]
+                                         [--types float q ps ps-unscaled]
+
+Types: "q" is DeepShift-Q's zero-free code set ("q+zero" adds the zero level autodsnn <= 0.2 had);
+"ps" scales dL/dS by 2^round(P) as the paper's chain rule does, "ps-unscaled" passes dL/dW as
+DeepShift's code does (ShiftConfig.sign_grad). Results are written after every run, so an
+interrupted table keeps what finished.
 """
 from __future__ import annotations
 
@@ -30,15 +36,19 @@ DEEPSHIFT = {
     ("mnist-fc", "float"): (96.92, 96.97), ("mnist-fc", "q"): (97.03, 96.95), ("mnist-fc", "ps"): (98.26, 98.51),
     ("mnist-conv", "float"): (98.75, 98.81), ("mnist-conv", "q"): (98.81, 98.70), ("mnist-conv", "ps"): (99.12, 99.02),
 }
+# type -> (mode, ShiftConfig options, optimizer); DeepShift's figures are those of the mode
+TYPES = {"float": (None, {}, "sgd"), "q": ("q", {}, "sgd"), "q+zero": ("q", {"zero_level": True}, "sgd"),
+         "ps": ("ps", {}, "radam"), "ps-unscaled": ("ps", {"sign_grad": "unscaled"}, "radam")}
 
 
 def run(model_name: str, shift_type: str, epochs: int, batch: int, seed: int) -> dict:
     torch.manual_seed(seed)
     data = load_dataset("mnist", val_fraction=0.0)
     model = create_model(model_name, num_classes=10)
-    if shift_type != "float":
-        convert(model, ShiftConfig(mode=shift_type, weight_bits=5, shift_depth="all"))
-    optimizer = build_optimizer("radam" if shift_type == "ps" else "sgd", model, lr=0.01, momentum=0.0)
+    mode, options, optimizer_name = TYPES[shift_type]
+    if mode is not None:
+        convert(model, ShiftConfig(mode=mode, weight_bits=5, shift_depth="all", **options))
+    optimizer = build_optimizer(optimizer_name, model, lr=0.01, momentum=0.0)
     train = TensorLoader.from_dataset(data.train, batch, shuffle=True, generator=torch.Generator().manual_seed(seed))
     test = TensorLoader.from_dataset(data.test, 1000)
     start = time.perf_counter()
@@ -59,11 +69,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--models", nargs="+", default=["mnist-fc", "mnist-conv"])
-    ap.add_argument("--types", nargs="+", default=["float", "q", "ps"])
+    ap.add_argument("--types", nargs="+", default=["float", "q", "ps"], choices=list(TYPES))
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--merge", nargs="*", default=[], help="earlier result JSONs (other seeds) to include")
     ap.add_argument("--name", default="mnist_deepshift", help="result file name in benchmarks/results/")
     args = ap.parse_args()
-    results = [run(m, t, args.epochs, args.batch, seed) for seed in args.seeds for m in args.models for t in args.types]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = []
+    for seed in args.seeds:
+        for m in args.models:
+            for t in args.types:
+                results.append(run(m, t, args.epochs, args.batch, seed))
+                write_json(args.name, {"args": vars(args), "results": results, "complete": False})
     for path in args.merge:
         earlier = json.loads(Path(path).read_text())
         results += [dict(r, seed=earlier["args"].get("seed", r.get("seed"))) if "seed" not in r else r
@@ -72,7 +90,7 @@ def main() -> None:
     for m in args.models:
         for t in args.types:
             accs = [r["test_accuracy"] for r in results if r["model"] == m and r["type"] == t]
-            pub, measured = DEEPSHIFT[(m, t)]
+            pub, measured = DEEPSHIFT[(m, TYPES[t][0] or "float")]
             mean = statistics.mean(accs)
             spread = f"{min(accs):.2f}-{max(accs):.2f}" if len(accs) > 1 else "-"
             rows.append([m, t, f"{mean:.2f}", spread, len(accs), f"{pub:.2f}", f"{measured:.2f}",
@@ -80,7 +98,7 @@ def main() -> None:
     print(f"\nMNIST test accuracy (%), final epoch, {args.epochs} epochs, batch {args.batch}")
     print(markdown_table(["model", "type", "autodsnn mean", "min-max", "seeds", "DeepShift published",
                           "DeepShift measured", "mean vs measured"], rows))
-    print(f"wrote {write_json(args.name, {'args': vars(args), 'results': results})}")
+    print(f"wrote {write_json(args.name, {'args': vars(args), 'results': results, 'complete': True})}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any, Union
 
 from .errors import ShiftConfigError
 from .modes import weight_mode
-from .quant import ROUNDINGS, CodeSet, FixedPoint
+from .quant import ROUNDINGS, SIGN_GRADS, CodeSet, FixedPoint
 
 CONFIG_VERSION = 2  # 2: zero_level; a version-1 "q" config had a zero level (kept on reading)
 LAYER_TYPES = ("linear", "conv2d")
@@ -31,6 +31,8 @@ class ShiftConfig:
                     shifts), or "auto": per layer, the exponent that rounds the layer's float
                     weights with the least squared error (see layers.resolve_shift_max).
     rounding:       "deterministic" or "stochastic" (stochastic applies only in training).
+    sign_grad:      ps only: "scaled" dL/dS = dL/dW * 2^round(P) (the paper's chain rule) or
+                    "unscaled" dL/dS = dL/dW (DeepShift's code); see quant.SIGN_GRADS.
     act_int_bits / act_frac_bits: fixed-point format of every converted layer's input
                     (None: activations stay float). act_signed: sign bit or not.
     shift_depth:    convert the first N convertible layers in forward order, or "all".
@@ -47,6 +49,7 @@ class ShiftConfig:
     shift_max: ShiftMax = 0
     zero_level: bool | None = None
     rounding: str = "deterministic"
+    sign_grad: str = "scaled"
     act_int_bits: int | None = None
     act_frac_bits: int | None = None
     act_signed: bool = True
@@ -67,6 +70,8 @@ class ShiftConfig:
         weight_mode(self.mode)  # an unknown mode names the registered ones
         if self.rounding not in ROUNDINGS:
             raise ShiftConfigError(f"unknown rounding {self.rounding!r}: use one of {', '.join(ROUNDINGS)}")
+        if self.sign_grad not in SIGN_GRADS:
+            raise ShiftConfigError(f"unknown sign_grad {self.sign_grad!r}: use one of {', '.join(SIGN_GRADS)}")
         self.code_set(0 if self.shift_max == "auto" else None)  # validates bits, range and zero level
         if (self.act_int_bits is None) != (self.act_frac_bits is None):
             raise ShiftConfigError("set both act_int_bits and act_frac_bits (or neither for float activations)")

@@ -79,6 +79,9 @@ class WeightQuantizer(nn.Module):
         """Deterministic (eval) weights: int8 sign in {-1,0,1}, int16 exponent (8-bit sets go below -128)."""
         raise NotImplementedError
 
+    def configure(self, config: ShiftConfig) -> None:
+        """Take the config's training options that concern this mode (none by default)."""
+
     def project_(self) -> None:
         """Keep latent parameters in their meaningful range (called before each training step's
         forward): an unbounded latent can drift where its gradient can no longer bring it back."""
@@ -141,6 +144,11 @@ class PSWeight(WeightQuantizer):
         shift = (exp.double() + fraction).to(w.dtype).clamp(codes.shift_min, codes.shift_max)
         return cls(shift, sign, codes, stochastic)
 
+    sign_grad = "scaled"  # set from ShiftConfig.sign_grad by the layer
+
+    def configure(self, config: ShiftConfig) -> None:
+        self.sign_grad = config.sign_grad
+
     def project_(self) -> None:
         with torch.no_grad():
             self.sign.clamp_(-1.0, 1.0)
@@ -149,7 +157,7 @@ class PSWeight(WeightQuantizer):
     def forward(self) -> torch.Tensor:
         if self.training:
             self.project_()
-        return ps_weight(self.shift, self.sign, self.codes, self.stochastic and self.training)
+        return ps_weight(self.shift, self.sign, self.codes, self.stochastic and self.training, self.sign_grad)
 
     def sign_and_shift(self):  # noqa: ANN201
         s, p = ps_round(self.shift.detach(), self.sign.detach(), self.codes)
@@ -261,6 +269,9 @@ class _ShiftLayerMixin:
         codes = config.code_set(resolve_shift_max(config, weight))
         self.config = config
         self.weight_quant = weight_mode(config.mode).quantizer.from_float(weight, codes, config.stochastic)
+        configure = getattr(self.weight_quant, "configure", None)  # a registered nn.Module may lack it
+        if configure is not None:
+            configure(config)
         self.input_quant = InputQuantizer(config.activation_format())
 
     @property

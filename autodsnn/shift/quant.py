@@ -37,6 +37,9 @@ from .modes import weight_mode
 from .native import native_cpu
 
 ROUNDINGS = ("deterministic", "stochastic")
+# DeepShift-PS's sign-latent gradient: "scaled" dL/dS = dL/dW * 2^round(P), the chain rule through
+# W = S * 2^P (Elhoushi et al. 2021, Eq. 9); "unscaled" dL/dS = dL/dW, what DeepShift's code does.
+SIGN_GRADS = ("scaled", "unscaled")
 MIN_WEIGHT_BITS, MAX_WEIGHT_BITS = 2, 8
 
 
@@ -280,11 +283,12 @@ def round_pow2_ste(w: torch.Tensor, codes: CodeSet, stochastic: bool = False) ->
 
 class _PSWeight(torch.autograd.Function):
     """PS mode: W = round(clamp(S, -1, 1)) * 2^round(P) (`ps_round`), with DeepShift's gradients
-    dL/dP = dL/dW * W * ln 2 and dL/dS = dL/dW * 2^round(P) (rounding treated as identity)."""
+    dL/dP = dL/dW * W * ln 2 and dL/dS = dL/dW * 2^round(P) (rounding treated as identity), or
+    dL/dS = dL/dW with ``scaled_sign_grad=False`` (DeepShift's code; see SIGN_GRADS)."""
 
     @staticmethod
     def forward(ctx: Any, shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet,  # type: ignore[override]
-                stochastic: bool) -> torch.Tensor:
+                stochastic: bool, scaled_sign_grad: bool) -> torch.Tensor:
         if stochastic:
             floor_p = torch.floor(shift)
             p = (floor_p + (torch.rand_like(shift) < (shift - floor_p)).to(shift.dtype)).clamp(
@@ -295,12 +299,14 @@ class _PSWeight(torch.autograd.Function):
         magnitude = pow2(p, shift.dtype, (codes.shift_min, codes.shift_max))
         w = keep_nonfinite(s * magnitude, shift, sign)
         ctx.save_for_backward(w, magnitude)
+        ctx.scaled_sign_grad = scaled_sign_grad
         return w
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         w, magnitude = ctx.saved_tensors
-        return grad * w * math.log(2.0), grad * magnitude, None, None
+        sign_grad = grad * magnitude if ctx.scaled_sign_grad else grad
+        return grad * w * math.log(2.0), sign_grad, None, None, None
 
 
 def ps_sign(sign: torch.Tensor) -> torch.Tensor:
@@ -316,8 +322,10 @@ def ps_round(shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet) -> tuple[t
     return ps_sign(sign), torch.round(shift).clamp(codes.shift_min, codes.shift_max)
 
 
-def ps_weight(shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet, stochastic: bool = False) -> torch.Tensor:
-    return _PSWeight.apply(shift, sign, codes, stochastic)
+def ps_weight(shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet, stochastic: bool = False,
+              sign_grad: str = "scaled") -> torch.Tensor:
+    """DeepShift-PS's weight from its latents (shapes equal); ``sign_grad`` one of SIGN_GRADS."""
+    return _PSWeight.apply(shift, sign, codes, stochastic, sign_grad == "scaled")
 
 
 class _DenseWeight(torch.autograd.Function):

@@ -1,9 +1,11 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autodsnn.shift import ShiftConfig, ShiftConv2d, ShiftLinear
+from autodsnn.shift import ShiftConfig, ShiftConfigError, ShiftConv2d, ShiftLinear
 from autodsnn.shift.quant import CodeSet
 from code_sets import VARIANTS, config
 
@@ -207,3 +209,25 @@ def test_auto_shift_max_minimizes_rounding_error_and_survives_state_dict():
     fresh.load_state_dict(layer.state_dict())
     assert fresh.codes == layer.codes
     assert torch.equal(fresh.eval().quantized_weight(), layer.quantized_weight())
+
+
+@pytest.mark.parametrize("sign_grad", ["scaled", "unscaled"])
+def test_ps_sign_gradient_is_scaled_by_the_power_of_two_or_not(sign_grad):
+    """dL/dS = dL/dW * 2^round(P) (the paper) or dL/dW (DeepShift's code); dL/dP = dL/dW * W * ln 2
+    either way. Computed here by hand for L = sum(W * G)."""
+    layer = ShiftLinear(3, 2, bias=False, config=ShiftConfig(mode="ps", weight_bits=5, sign_grad=sign_grad)).train()
+    with torch.no_grad():
+        layer.weight_quant.shift.copy_(torch.tensor([[-1.2, -3.0, 0.1], [-5.4, -2.6, -0.7]]))
+        layer.weight_quant.sign.copy_(torch.tensor([[0.9, -0.8, 0.2], [-0.3, 0.7, -1.0]]))
+    g = torch.tensor([[1.0, -2.0, 3.0], [0.5, 4.0, -1.0]])
+    (layer.quantized_weight() * g).sum().backward()
+    magnitude = torch.tensor([[2.0 ** -1, 2.0 ** -3, 1.0], [2.0 ** -5, 2.0 ** -3, 2.0 ** -1]])
+    sign = torch.tensor([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]])
+    want_sign = g * magnitude if sign_grad == "scaled" else g
+    assert torch.equal(layer.weight_quant.sign.grad, want_sign)
+    assert torch.allclose(layer.weight_quant.shift.grad, g * sign * magnitude * math.log(2), rtol=0, atol=1e-7)
+
+
+def test_an_unknown_sign_grad_names_the_choices():
+    with pytest.raises(ShiftConfigError, match="unknown sign_grad 'both': use one of scaled, unscaled"):
+        ShiftConfig(mode="ps", sign_grad="both")
