@@ -976,6 +976,95 @@ torch::Tensor fixed_point_forward(torch::Tensor x, double scale, double lo, doub
   return out;
 }
 
+// DeepShift-PS's weight in one pass (training step, deterministic rounding): sign round(clamp(S,
+// -1, 1)) and exponent clamp(round(P), shift_min, shift_max), both ties to even (rint), weight =
+// sign * 2^exponent. A non-finite latent makes the weight and the magnitude NaN (a diverged
+// latent must reach the loss). Returns (weight, magnitude); the same values as the PyTorch path in
+// autodsnn/shift/quant.py, which replaced about ten tensor passes per layer and step.
+std::vector<torch::Tensor> ps_weight_forward(torch::Tensor shift, torch::Tensor sign, int64_t shift_min,
+                                             int64_t shift_max) {
+  TORCH_CHECK(shift.scalar_type() == torch::kFloat32 && shift.is_contiguous() && shift.device().is_cpu() &&
+                  sign.scalar_type() == torch::kFloat32 && sign.is_contiguous() && sign.sizes() == shift.sizes(),
+              "shift and sign must be contiguous float32 CPU tensors of one shape");
+  auto w = torch::empty_like(shift), magnitude = torch::empty_like(shift);
+  const float *pp = shift.data_ptr<float>(), *sp = sign.data_ptr<float>();
+  float *wp = w.data_ptr<float>(), *mp = magnitude.data_ptr<float>();
+  const float lo = static_cast<float>(shift_min), hi = static_cast<float>(shift_max);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t n = shift.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float p = pp[i], s = sp[i];
+    if (!std::isfinite(p) || !std::isfinite(s)) {
+      wp[i] = mp[i] = nan;
+      continue;
+    }
+    const float e = std::min(std::max(std::rint(p), lo), hi);
+    const float m = std::ldexp(1.0f, static_cast<int>(e));
+    mp[i] = m;
+    wp[i] = std::rint(std::min(std::max(s, -1.0f), 1.0f)) * m + 0.0f;  // -0 -> +0, as the PyTorch path
+  }
+  return {w, magnitude};
+}
+
+// Its gradients in one pass: dL/dP = dL/dW * W * ln 2 (rounded as (g * W) * ln2 in float32, as the
+// PyTorch path) and dL/dS = dL/dW * magnitude (scaled) or dL/dW (unscaled).
+std::vector<torch::Tensor> ps_weight_backward(torch::Tensor grad, torch::Tensor w, torch::Tensor magnitude,
+                                              bool scaled) {
+  TORCH_CHECK(grad.scalar_type() == torch::kFloat32 && w.scalar_type() == torch::kFloat32 &&
+                  magnitude.scalar_type() == torch::kFloat32 && grad.device().is_cpu() &&
+                  grad.sizes() == w.sizes() && w.sizes() == magnitude.sizes(),
+              "grad, w and magnitude must be float32 CPU tensors of one shape");
+  auto g = grad.contiguous(), wc = w.contiguous(), mc = magnitude.contiguous();
+  auto grad_shift = torch::empty_like(wc), grad_sign = torch::empty_like(wc);
+  const float *gp = g.data_ptr<float>(), *wp = wc.data_ptr<float>(), *mp = mc.data_ptr<float>();
+  float *dp = grad_shift.data_ptr<float>(), *ds = grad_sign.data_ptr<float>();
+  const float ln2 = static_cast<float>(0.69314718055994530942);
+  const int64_t n = wc.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    dp[i] = (gp[i] * wp[i]) * ln2;
+    ds[i] = scaled ? gp[i] * mp[i] : gp[i];
+  }
+  return {grad_shift, grad_sign};
+}
+
+// DenseShift's weight in one pass (training step, deterministic rounding): scale = the magnitude
+// latent rounded to the nearest power of two in its float32 bits (carry past sqrt(2) - 1 of the
+// mantissa), clamped to [2^shift_min, 2^shift_max] (both normal floats: the caller checks), with
+// the sign bit of the sign latent; NaN where a latent is not finite. The same bits as
+// round_pow2_values + keep_nonfinite in autodsnn/shift/quant.py.
+torch::Tensor dense_weight_forward(torch::Tensor sign, torch::Tensor magnitude, int64_t shift_min,
+                                   int64_t shift_max) {
+  TORCH_CHECK(sign.scalar_type() == torch::kFloat32 && sign.is_contiguous() && sign.device().is_cpu() &&
+                  magnitude.scalar_type() == torch::kFloat32 && magnitude.is_contiguous() &&
+                  magnitude.sizes() == sign.sizes(),
+              "sign and magnitude must be contiguous float32 CPU tensors of one shape");
+  TORCH_CHECK(shift_min >= -126 && shift_max <= 127 && shift_min <= shift_max, "levels must be normal float32");
+  auto w = torch::empty_like(sign);
+  const float *sp = sign.data_ptr<float>(), *mp = magnitude.data_ptr<float>();
+  float* wp = w.data_ptr<float>();
+  const int32_t lo = static_cast<int32_t>((shift_min + 127) << 23), hi = static_cast<int32_t>((shift_max + 127) << 23);
+  const int32_t carry = 0x800000 - 0x3504F4;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t n = sign.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = sp[i], m = mp[i];
+    if (!std::isfinite(s) || !std::isfinite(m)) {
+      wp[i] = nan;
+      continue;
+    }
+    int32_t mb, sb;
+    std::memcpy(&mb, &m, 4);
+    std::memcpy(&sb, &s, 4);
+    int32_t r = ((mb & 0x7FFFFFFF) + carry) & 0x7F800000;
+    r = std::min(std::max(r, lo), hi) | (sb & static_cast<int32_t>(0x80000000u));
+    std::memcpy(&wp[i], &r, 4);
+  }
+  return w;
+}
+
 bool has_avx512() { return AUTODSNN_AVX512 != 0; }
 void set_poison(bool on) { g_poison = on; }
 
@@ -986,6 +1075,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("conv2d_float_scaled", &conv2d_float_scaled, "shift conv2d, float mode, per-channel affine epilogue (CPU)");
   m.def("conv2d_int", &conv2d_int, "shift conv2d, integer mode (CPU)");
   m.def("fixed_point_forward", &fixed_point_forward, "fused fixed-point rounding of activations (CPU)");
+  m.def("ps_weight_forward", &ps_weight_forward, "fused DeepShift-PS weight from its latents (CPU)");
+  m.def("ps_weight_backward", &ps_weight_backward, "fused DeepShift-PS latent gradients (CPU)");
+  m.def("dense_weight_forward", &dense_weight_forward, "fused DenseShift weight from its latents (CPU)");
   m.def("has_avx512", &has_avx512, "whether the build uses the AVX-512 kernels");
   m.def("set_poison", &set_poison, "testing: fill kernel outputs with NaN before computing them");
 }

@@ -289,6 +289,13 @@ class _PSWeight(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, shift: torch.Tensor, sign: torch.Tensor, codes: CodeSet,  # type: ignore[override]
                 stochastic: bool, scaled_sign_grad: bool) -> torch.Tensor:
+        ctx.scaled_sign_grad = scaled_sign_grad
+        native = _native_for(shift, sign) if not stochastic else None
+        if native is not None:  # one fused pass (the same values; tested against this path)
+            w, magnitude = native.ps_weight_forward(shift, sign, codes.shift_min, codes.shift_max)
+            ctx.save_for_backward(w, magnitude)
+            ctx.native = native
+            return w
         if stochastic:
             floor_p = torch.floor(shift)
             p = (floor_p + (torch.rand_like(shift) < (shift - floor_p)).to(shift.dtype)).clamp(
@@ -299,14 +306,25 @@ class _PSWeight(torch.autograd.Function):
         magnitude = pow2(p, shift.dtype, (codes.shift_min, codes.shift_max))
         w = keep_nonfinite(s * magnitude, shift, sign)
         ctx.save_for_backward(w, magnitude)
-        ctx.scaled_sign_grad = scaled_sign_grad
+        ctx.native = None
         return w
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         w, magnitude = ctx.saved_tensors
+        if ctx.native is not None and grad.dtype == torch.float32:
+            grad_shift, grad_sign = ctx.native.ps_weight_backward(grad, w, magnitude, ctx.scaled_sign_grad)
+            return grad_shift, grad_sign, None, None, None
         sign_grad = grad * magnitude if ctx.scaled_sign_grad else grad
         return grad * w * math.log(2.0), sign_grad, None, None, None
+
+
+def _native_for(*tensors: torch.Tensor) -> Any:
+    """The native CPU module when every tensor suits its fused kernels (contiguous float32 on
+    the CPU, gradients not needed twice), else None: the PyTorch path computes the same."""
+    if all(t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() for t in tensors):
+        return native_cpu()
+    return None
 
 
 def ps_sign(sign: torch.Tensor) -> torch.Tensor:
@@ -338,6 +356,11 @@ class _DenseWeight(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, sign_latent: torch.Tensor, magnitude: torch.Tensor, codes: CodeSet,  # type: ignore[override]
                 stochastic: bool) -> torch.Tensor:
+        native = _native_for(sign_latent, magnitude) if not stochastic else None
+        if native is not None and -125 <= codes.shift_min and codes.shift_max <= 127:  # the bit path's range
+            w = native.dense_weight_forward(sign_latent, magnitude, codes.shift_min, codes.shift_max)
+            ctx.save_for_backward(w)
+            return w
         if stochastic:
             _, exp = quantize_pow2(magnitude.abs(), codes, stochastic)
             scale = pow2(exp, magnitude.dtype, (codes.shift_min, codes.shift_max))

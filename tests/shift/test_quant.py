@@ -212,3 +212,70 @@ def test_float32_bit_path_equals_generic_rounding(mode, has_zero, bits, shift_ma
     if _f32 := (-125 <= codes.shift_min and codes.shift_max <= 127):
         assert torch.equal(fast, generic), (mode, bits, shift_max)
     assert torch.equal(fast, generic) or not _f32
+
+
+@pytest.mark.parametrize("sign_grad", ["scaled", "unscaled"])
+@pytest.mark.parametrize("bits,shift_max", [(2, 0), (5, 0), (8, 3), (8, -60)])  # -60: levels below float32's range
+def test_fused_ps_weight_equals_the_pytorch_path(monkeypatch, sign_grad, bits, shift_max):
+    """The native fused PS forward/backward gives bit for bit what the PyTorch ops give: ties
+    (S = +-0.5, P = k + 0.5), clamps at both ends, signed zeros, and NaN wherever a latent is not
+    finite (the PyTorch path is the reference: the native module is hidden for it)."""
+    from autodsnn.shift import quant
+    if quant.native_cpu() is None:
+        pytest.skip("the native CPU kernels are not built")
+    codes = CodeSet("ps", bits, shift_max)
+    gen = torch.Generator().manual_seed(bits)
+    shift = torch.empty(4000).uniform_(codes.shift_min - 3, codes.shift_max + 3, generator=gen)
+    sign = torch.empty(4000).uniform_(-1.5, 1.5, generator=gen)
+    shift[:8] = torch.tensor([-2.5, -3.5, 0.5, -0.5, codes.shift_min - 0.5, codes.shift_max + 0.5, -1.0, 0.0])
+    sign[:8] = torch.tensor([0.5, -0.5, -0.0, 0.49999997, -0.50000006, 1.0, -1.0, 0.0])
+    shift[8:12] = torch.tensor([float("nan"), float("inf"), 1.0, -1.0])
+    sign[8:12] = torch.tensor([0.7, 0.7, float("nan"), -float("inf")])
+    grad = torch.randn(4000, generator=gen)
+
+    def run():
+        p, s = shift.clone().requires_grad_(), sign.clone().requires_grad_()
+        w = ps_weight(p, s, codes, sign_grad=sign_grad)
+        w.backward(grad)
+        return w.detach(), p.grad, s.grad
+
+    fused = run()
+    monkeypatch.setattr(quant, "native_cpu", lambda: None)
+    reference = run()
+    finite = torch.isfinite(shift) & torch.isfinite(sign)
+    for got, want in zip(fused, reference):
+        assert torch.equal(got[finite], want[finite])
+        assert torch.equal(torch.signbit(got[finite]), torch.signbit(want[finite]))  # -0.0 stays -0.0
+    assert fused[0][~finite].isnan().all() and reference[0][~finite].isnan().all()
+
+
+@pytest.mark.parametrize("bits,shift_max", [(2, 0), (3, 0), (5, 4), (8, 0), (8, 64), (8, 2), (8, -60)])
+def test_fused_dense_weight_equals_the_pytorch_path(monkeypatch, bits, shift_max):
+    """The native fused DenseShift forward gives bit for bit what the PyTorch ops give: values
+    next to every sqrt(2) * 2^k threshold, both clamps, signed zeros of the sign latent, NaN where
+    a latent is not finite."""
+    from autodsnn.shift import quant
+    if quant.native_cpu() is None:
+        pytest.skip("the native CPU kernels are not built")
+    codes = CodeSet("dense", bits, shift_max)
+    gen = torch.Generator().manual_seed(bits)
+    magnitude = torch.exp2(torch.empty(4000).uniform_(codes.shift_min - 4, codes.shift_max + 3, generator=gen))
+    thresholds = torch.tensor([2.0 ** (k + 0.5) for k in range(codes.shift_min - 1, min(codes.shift_max + 1, 127))])
+    near = torch.cat([thresholds, torch.nextafter(thresholds, torch.zeros(1)), torch.nextafter(thresholds,
+                                                                                             torch.full((1,), 1e38))])
+    magnitude[:len(near)] = near
+    sign = torch.empty(4000).uniform_(-1, 1, generator=gen)
+    sign[:4] = torch.tensor([0.0, -0.0, 1.0, -1.0])
+    magnitude[-3:] = torch.tensor([float("nan"), float("inf"), 0.5])
+    sign[-3:] = torch.tensor([0.3, -0.3, float("nan")])
+
+    def run():
+        return dense_weight(sign, magnitude, codes)
+
+    fused = run()
+    monkeypatch.setattr(quant, "native_cpu", lambda: None)
+    reference = run()
+    finite = torch.isfinite(sign) & torch.isfinite(magnitude)
+    assert torch.equal(fused[finite], reference[finite])
+    assert torch.equal(torch.signbit(fused[finite]), torch.signbit(reference[finite]))
+    assert fused[~finite].isnan().all() and reference[~finite].isnan().all()
