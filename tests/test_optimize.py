@@ -206,3 +206,21 @@ def test_missing_data_set_is_reported_before_any_worker_starts(tmp_path, monkeyp
         optimize(Experiment(**{**TINY, "dataset": "cifar10", "model": "resnet20", "data_dir": str(tmp_path / "none")},
                             budget=10), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("strategy", ["random", "hyperband"])
+def test_baseline_strategies_run_through_the_same_loop(tmp_path, strategy):
+    """SMAC's RandomFacade (random search at the top budget) and HyperbandFacade (random
+    configurations under the same Hyperband schedule) run through the same Dask loop and store:
+    the default first and exactly once at the top budget, the strategy recorded in the run."""
+    optimize(Experiment(**TINY, optimizer=strategy, budget=120, trials=6), tmp_path / "run")
+    trials = rows(tmp_path / "run")
+    assert len(trials) == 6 and all(t.status == "ok" for t in trials)
+    assert sum(t.is_default and t.budget == 3.0 for t in trials) == 1
+    assert len({(t.config_id, t.budget) for t in trials}) == 6  # nothing trained twice
+    budgets = {t.budget for t in trials}
+    assert budgets == {3.0} if strategy == "random" else 1.0 in budgets
+    with Run.open(tmp_path / "run") as run:
+        assert run.experiment["optimizer"] == strategy
+    with pytest.raises(ExperimentError, match="unknown optimizer 'adam'.*training optimizer"):
+        Experiment(**TINY, optimizer="adam")

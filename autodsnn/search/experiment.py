@@ -39,12 +39,19 @@ def _setting(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - argpa
     return field(default=default, metadata={"help": help, **meta})
 
 
+# The search strategies: SMAC's multi-fidelity BO, and two baselines built from SMAC's own facades.
+SEARCH_OPTIMIZERS = ("smac", "hyperband", "random")
+
+
 @dataclass(frozen=True)
 class Experiment:
     """Everything one optimization run is about. Each field's help text (metadata) is also its
     `autodsnn optimize` flag's help: the flags are derived from these fields."""
 
     name: str = _setting("default", "run name: the run directory is runs/<name>-<time>")
+    optimizer: str = _setting("smac", "search strategy: smac (its model + Hyperband + ParEGO), hyperband (random "
+                                      "sampling, the same Hyperband schedule) or random (random search at max_budget)",
+                              choices=lambda: SEARCH_OPTIMIZERS)
     dataset: str = _setting("fashion-mnist", "data set by name (`autodsnn datasets`)")
     model: str = _setting("mnist-conv", "model by name (`autodsnn models`)")
     space: str = _setting("small", "search space: a built-in name (dsnn, small) or a YAML path")
@@ -87,6 +94,9 @@ class Experiment:
             raise ExperimentError(f"give one to three different objectives, got {', '.join(objectives)}")
         if not 0 < self.min_budget <= self.max_budget:
             raise ExperimentError(f"need 0 < min_budget <= max_budget, got {self.min_budget} and {self.max_budget}")
+        if self.optimizer not in SEARCH_OPTIMIZERS:
+            raise ExperimentError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(SEARCH_OPTIMIZERS)} "
+                                  "(the training optimizer of every trial is the hyperparameter 'optimizer' in fixed)")
         if self.eta < 2:
             raise ExperimentError(f"eta must be >= 2, got {self.eta}")
         if self.workers < 1:

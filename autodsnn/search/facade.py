@@ -1,6 +1,13 @@
-"""SMAC's multi-fidelity facade with the parts known to work with two or more objectives:
-Hyperband with ``incumbent_selection="highest_budget"`` (SMAC's other selections crash with two
-objectives, design.md) and ParEGO, driven through ask/tell."""
+"""The search strategies, all SMAC facades driven through ask/tell by the same Dask loop:
+
+* ``smac``: the multi-fidelity facade with the parts known to work with two or more objectives,
+  Hyperband with ``incumbent_selection="highest_budget"`` (SMAC's other selections crash with two
+  objectives, design.md) and ParEGO;
+* ``hyperband``: SMAC's HyperbandFacade, random configurations under the same Hyperband schedule
+  (Li et al. 2018), the default configuration first;
+* ``random``: SMAC's RandomFacade, random search at ``max_budget`` (its intensifier has no
+  budgets: the loop runs its trials at the top budget), the default configuration first.
+"""
 from __future__ import annotations
 
 import logging
@@ -15,7 +22,7 @@ from .experiment import Experiment
 def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite: bool) -> Any:
     """The facade for ``experiment`` over ``space``, saving its state under ``run_dir/smac``.
     The scenario depends only on settings a resume may not change, so SMAC never prompts."""
-    from smac import MultiFidelityFacade, Scenario
+    from smac import HyperbandFacade, MultiFidelityFacade, RandomFacade, Scenario
     from smac.intensifier.hyperband import Hyperband
     from smac.multi_objective.parego import ParEGO
 
@@ -27,16 +34,22 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
                         n_trials=10 ** 9,  # we cap trials and time ourselves: the scenario never changes
                         min_budget=float(experiment.min_budget), max_budget=float(experiment.max_budget),
                         seed=int(experiment.seed))
-    initial = MultiFidelityFacade.get_initial_design(scenario, n_configs=experiment.initial_configs,
-                                                     additional_configs=[space.get_default_configuration()])
-    intensifier = Hyperband(scenario, eta=int(experiment.eta), incumbent_selection="highest_budget")
-    kwargs: dict[str, Any] = {"initial_design": initial, "intensifier": intensifier, "overwrite": overwrite,
-                              "logging_level": logging.ERROR}
-    if len(objectives) > 1:
-        kwargs["multi_objective_algorithm"] = ParEGO(scenario)
+    default = space.get_default_configuration()
+    kwargs: dict[str, Any] = {"overwrite": overwrite, "logging_level": logging.ERROR}
+    facade: Any = {"smac": MultiFidelityFacade, "hyperband": HyperbandFacade, "random": RandomFacade}[
+        experiment.optimizer]
+    if experiment.optimizer == "smac":
+        kwargs["initial_design"] = MultiFidelityFacade.get_initial_design(
+            scenario, n_configs=experiment.initial_configs, additional_configs=[default])
+        if len(objectives) > 1:
+            kwargs["multi_objective_algorithm"] = ParEGO(scenario)
+    else:
+        kwargs["initial_design"] = facade.get_initial_design(scenario, additional_configs=[default])
+    if experiment.optimizer in ("smac", "hyperband"):
+        kwargs["intensifier"] = Hyperband(scenario, eta=int(experiment.eta), incumbent_selection="highest_budget")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return MultiFidelityFacade(scenario, target_function=_smac_target, **kwargs)
+        return facade(scenario, target_function=_smac_target, **kwargs)
 
 
 def _smac_target(config: Any, seed: int = 0, budget: float = 0.0) -> float:

@@ -104,10 +104,15 @@ class _Optimizer:
     def trial_cap_reached(self) -> bool:
         return self.exp.trials is not None and len(self.run) + len(self.pending) >= self.exp.trials
 
+    def budget_of(self, info: Any) -> float:
+        """The epochs of a trial SMAC hands out: its budget, or max_budget where the strategy has
+        no fidelities (random search)."""
+        return float(self.exp.max_budget) if info.budget is None else float(info.budget)
+
     def submit(self, info: Any) -> None:
         config = _plain_config(info.config)
         config_id = self.smac.runhistory.get_config_id(info.config)
-        budget = float(info.budget)
+        budget = self.budget_of(info)
         checkpoint = self.run.checkpoint_path(config_id, budget)
         resume = self.run.best_checkpoint_below(config_id, budget)
         trial_deadline = self.deadline
@@ -135,7 +140,7 @@ class _Optimizer:
                 log.info("the search space is exhausted: every configuration has been proposed")
                 break
             asked += 1
-            key = (self.smac.runhistory.get_config_id(info.config), float(info.budget))
+            key = (self.smac.runhistory.get_config_id(info.config), self.budget_of(info))
             if key in self.finished:
                 self._tell(info, self.finished[key])
             elif any((p.config_id, p.budget) == key for p in self.pending.values()):
@@ -281,6 +286,9 @@ class _Optimizer:
         # only knows once asked: take it from the first trial, so that Hyperband's own default
         # trial at the top budget is recognized as this one.
         first = self.smac.ask()
+        if first.config == self.default and self.budget_of(first) == top:
+            self.submit(first)  # the strategy starts with the default at the top budget itself (random search)
+            return
         info = TrialInfo(config=self.default, budget=float(self.exp.max_budget), seed=first.seed)
         self.smac.runhistory.add_running_trial(info)  # registers the config id; re-run on resume if lost
         self.smac.optimizer.save()
@@ -394,9 +402,10 @@ def _rerun_interrupted(loop: _Optimizer) -> None:
         if value.status == StatusType.RUNNING:
             config = rh.get_config(key.config_id)
             info = TrialInfo(config=config, instance=key.instance, seed=key.seed, budget=key.budget)
-            row = stored.get((key.config_id, float(key.budget)))
+            budget = loop.budget_of(info)
+            row = stored.get((key.config_id, budget))
             if row is not None:
                 loop._tell(info, row.result)  # finished but not yet told: tell from the store
             else:
-                log.info(f"re-running trial (config {key.config_id}, budget {key.budget:g}) lost by the previous run")
+                log.info(f"re-running trial (config {key.config_id}, budget {budget:g}) lost by the previous run")
                 loop.submit(info)

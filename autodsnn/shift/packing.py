@@ -2,8 +2,8 @@
 
 Canonical codes are ``neg << (code_bits - 1) | j`` with ``code_bits = 4`` for
 ``weight_bits <= 4`` and ``8`` up to 8 bits, ``j`` the magnitude index of
-:class:`~autodsnn.shift.quant.CodeSet` (a code set with a zero level, like q/ps: ``j = 0`` is
-zero, ``j >= 1`` is ``2^(shift_max - j + 1)``; a zero-free one, like dense: ``2^(shift_max - j)``;
+:class:`~autodsnn.shift.quant.CodeSet` (a code set with a zero level, like ps: ``j = 0`` is
+zero, ``j >= 1`` is ``2^(shift_max - j + 1)``; a zero-free one, like q and dense: ``2^(shift_max - j)``;
 whether a mode has zero is declared in :mod:`autodsnn.shift.modes`), zero codes with ``neg = 0``.
 Rows are output units (conv: the weight flattened as ``(out, in/groups*kh*kw)``); 4-bit codes go
 two per byte, the even column in the low nibble. With ``mode``, ``weight_bits`` and

@@ -106,8 +106,8 @@ class CodeSet:
 
     # --- integer codes ----------------------------------------------------------------------
     # Layout of one code (weight_bits wide): bit (b-1) = sign (1 = negative); low b-1 bits = j.
-    #   with zero (q, ps): j = 0 is zero, j >= 1 is 2^(shift_max - (j - 1))
-    #   zero-free (dense): j is 2^(shift_max - j)
+    #   with zero (ps; q with zero_level): j = 0 is zero, j >= 1 is 2^(shift_max - (j - 1))
+    #   zero-free (q, dense): j is 2^(shift_max - j)
     def encode(self, sign: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """(sign in {-1,0,1}, shift exponent) -> uint8 codes in the layout above."""
         j = (self.shift_max - shift.to(torch.int32)) + (1 if self.has_zero else 0)

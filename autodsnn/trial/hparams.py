@@ -74,7 +74,8 @@ def _choices(values: Callable[[], tuple[str, ...]] | tuple[str, ...]) -> Callabl
 class HParams:
     """The DSNN and training hyperparameters of one trial (what the optimizer searches)."""
 
-    shift_type: str = _hp("ps", "q = DeepShift-Q, ps = DeepShift-PS, dense = DenseShift (zero-free), none = float",
+    shift_type: str = _hp("ps", "q = DeepShift-Q (zero-free), ps = DeepShift-PS, dense = DenseShift (zero-free), "
+                                "none = float",
                           flags=("--shift-type", "-st"), choices=shift_types, parse=str.lower)
     shift_depth: int | str = _hp("all", "convert the first N convertible layers counted from the input, or 'all'",
                                  flags=("--shift-depth", "-sd"), parse=parse_depth)
