@@ -6,33 +6,57 @@ Schema, one entry per hyperparameter under ``hyperparameters:``::
     name: {low: 0.001, high: 0.2, log: true, default: 0.01}   # float
     name: {low: 1, high: max_layers, type: int, default: 3}   # integer
     name: {..., when: {parent: [v1, v2]}}                     # active only for those parent values
+    name: {..., when: {a: [v1], b: v2}}                       # several parents: all must hold (AND)
+    name: {..., when_any: [{a: [v1]}, {b: v2, c: [v3]}]}      # any item holds (OR); each item is an AND
 
+and, at the top level, combinations no configuration may take::
+
+    forbidden:
+      - {a: v1, b: [v2, v3]}    # a == v1 and b in {v2, v3} together is forbidden
+
+A value is a scalar (equals) or a list (in). ``when`` and ``when_any`` together must both hold.
 ``max_layers`` stands for the model's number of convertible layers (resolved at run time). Every
 name must be a field of :class:`autodsnn.trial.HParams`; a misspelling is an error before any
-trial runs.
+trial runs. Every mistake in a file is a one-line :class:`SpaceError` naming the file, the entry
+and the fix, ConfigSpace's own complaints included. Conditions and clauses map onto ConfigSpace's
+``InCondition``, ``AndConjunction``, ``OrConjunction``, ``ForbiddenEqualsClause``/``ForbiddenInClause``
+and ``ForbiddenAndConjunction``; a parent that is inactive never satisfies a condition, and a
+clause naming an inactive hyperparameter does not apply.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NoReturn, Sequence
 
 import yaml
-from ConfigSpace import (CategoricalHyperparameter, ConfigurationSpace, InCondition, UniformFloatHyperparameter,
-                         UniformIntegerHyperparameter)
+from ConfigSpace import (AndConjunction, CategoricalHyperparameter, ConfigurationSpace, Constant,
+                         ForbiddenAndConjunction, ForbiddenEqualsClause, ForbiddenInClause, ForbiddenValueError,
+                         InCondition, OrConjunction, UniformFloatHyperparameter, UniformIntegerHyperparameter)
 
 from ..errors import AutoDSNNError
 from ..resources import project_folder
-from ..trial import HParams
+from ..trial import HParams, HParamsError
 
 MAX_LAYERS = "max_layers"
+TOP_KEYS = ("name", "hyperparameters", "forbidden")
+ENTRY_KEYS = ("choices", "low", "high", "type", "log", "default", "when", "when_any")
+SCHEMA_HINT = "see the schema at the top of search_spaces/dsnn.yaml"
+# ConfigSpace complains mostly with ValueErrors, but also with numpy TypeErrors, KeyErrors and a
+# ZeroDivisionError (empty choices), in text that names neither the file nor, often, the entry.
+CONFIGSPACE_ERRORS = (ValueError, TypeError, KeyError, ArithmeticError, AssertionError)
 
 
 class SpaceError(AutoDSNNError, ValueError):
-    """A search space that `train` could not run; the message names the entry and the fix."""
+    """A search space that `train` could not run; the message names the file, the entry and the fix."""
 
 
 def list_spaces() -> list[str]:
+    """The built-in spaces' names."""
     return sorted(p.stem for p in project_folder("search_spaces").glob("*.yaml"))
 
 
@@ -41,7 +65,8 @@ def space_path(name_or_path: str | Path) -> Path:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
-            raise SpaceError(f"search space file {p} does not exist")
+            raise SpaceError(f"search space file {p} does not exist: check the path, or use a built-in space "
+                             f"({', '.join(list_spaces())})")
         return p
     builtin = project_folder("search_spaces") / f"{name_or_path}.yaml"
     if not builtin.exists():
@@ -49,75 +74,436 @@ def space_path(name_or_path: str | Path) -> Path:
     return builtin
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` (a multi-line library message) as one line, shortened past ``limit`` characters."""
+    lines = [" ".join(line.split()) for line in str(text).splitlines()]
+    flat = "; ".join(line for line in lines if line)
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+def _fail(source: str | Path, where: str, problem: str, fix: str) -> NoReturn:
+    raise SpaceError(one_line(f"{source}: {where}: {problem}: {fix}", limit=1000))
+
+
+# --------------------------------------------------------------------------------------- reading
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice is an error (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, Hashable) and key in first_line:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{key!r} is given twice (first on line {first_line[key] + 1})", key_node.start_mark)
+        if isinstance(key, Hashable):
+            first_line[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def _yaml_problem(path: Path, text: str, exc: yaml.YAMLError) -> str:
+    """One line: where the YAML broke (the line's own text, which names the entry) and the fix."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return f"{path}: not valid YAML ({one_line(str(exc))}): fix the syntax ({SCHEMA_HINT})"
+    lines = text.splitlines()
+    # The construct that was open (a flow mapping's first line) names the entry; the problem may be lines later.
+    context = getattr(exc, "context_mark", None)
+    start = context.line if context is not None and context.line <= mark.line else mark.line
+    shown = lines[start].strip() if start < len(lines) else "end of file"
+    problem = ", ".join(p for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p)
+    if "given twice" in problem:
+        fix, at = "keep one of them", ""
+    else:
+        fix = "fix the syntax there, e.g. `lr: {low: 0.001, high: 0.1, log: true, default: 0.01}`"
+        at = f" (found on line {mark.line + 1}, column {mark.column + 1})" if mark.line != start else \
+            f" (column {mark.column + 1})"
+    return one_line(f"{path}: line {start + 1} `{shown}`: not valid YAML: {problem or exc}{at}: {fix}", limit=1000)
+
+
 def load_space_spec(name_or_path: str | Path) -> dict[str, Any]:
+    """The parsed YAML of a space (a mapping with ``hyperparameters:``), not yet checked entry by entry."""
     path = space_path(name_or_path)
+    text = path.read_text()
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise SpaceError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("hyperparameters"), dict):
-        raise SpaceError(f"{path} needs a 'hyperparameters:' mapping (see search_spaces/dsnn.yaml)")
+        raise SpaceError(_yaml_problem(path, text, exc)) from None
+    _check_top_level(path, spec)
     return spec
 
 
-def _resolve(value: Any, max_layers: int) -> Any:
-    return max_layers if value == MAX_LAYERS else value
-
-
-def _check_entry(name: str, entry: Any) -> None:
-    valid = HParams.names()
-    if name not in valid:
-        close = difflib.get_close_matches(name, valid, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else f"; valid names: {', '.join(valid)}"
-        raise SpaceError(f"unknown hyperparameter {name!r} in search space{hint}")
-    if not isinstance(entry, dict):
-        raise SpaceError(f"hyperparameter {name!r} must be a mapping like {{low: 1, high: 5}} or {{choices: [...]}}")
-    unknown = set(entry) - {"choices", "low", "high", "log", "type", "default", "when"}
+def _check_top_level(source: str | Path, spec: Any) -> None:
+    if not isinstance(spec, Mapping):
+        held = "nothing" if spec is None else f"a {type(spec).__name__}"
+        _fail(source, "top level", f"the file holds {held}, not a mapping",
+              f"start it with `hyperparameters:` and one entry per hyperparameter ({SCHEMA_HINT})")
+    unknown = [k for k in spec if k not in TOP_KEYS]
     if unknown:
-        raise SpaceError(f"hyperparameter {name!r} has unknown key {sorted(unknown)[0]!r}: "
-                         "use choices/low/high/log/type/default/when")
-    allowed = HParams.choices().get(name)
-    if "choices" in entry and allowed is not None:
-        bad = [c for c in entry["choices"] if str(c).lower() not in allowed]
+        _fail(source, "top level", f"unknown key {unknown[0]!r}", _use_one_of(unknown[0], TOP_KEYS))
+    if not isinstance(spec.get("hyperparameters"), Mapping) or not spec["hyperparameters"]:
+        _fail(source, "hyperparameters", "a non-empty 'hyperparameters:' mapping is needed",
+              f"add one entry per hyperparameter, e.g. `lr: {{low: 0.001, high: 0.1, default: 0.01}}` ({SCHEMA_HINT})")
+
+
+def _use_one_of(word: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(valid), n=1)
+    return f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(valid)}"
+
+
+# ------------------------------------------------------------------------------------- checking
+
+def _hparam_like(word: str) -> str | None:
+    """The HParams field ``word`` was probably meant to be: its `train` flag (``wd``, ``shift-type``),
+    the spelled-out ``learning_rate``, or the closest name."""
+    aliases = {"learning_rate": "lr"}
+    for f in dataclasses.fields(HParams):
+        for flag in f.metadata.get("flags", ()):
+            if len(flag.lstrip("-")) > 1:
+                aliases[flag.lstrip("-").replace("-", "_")] = f.name
+    key = word.lower().replace("-", "_")
+    if key in aliases:
+        return aliases[key]
+    close = difflib.get_close_matches(key, [*HParams.names(), *aliases], n=1)
+    return aliases.get(close[0], close[0]) if close else None
+
+
+def _norm(value: Any) -> Any:
+    """Categorical values compare case-insensitively (``PS`` is ``ps``), as `train` reads them."""
+    return value.lower() if isinstance(value, str) else value
+
+
+def _yaml_float(value: float) -> str:
+    """``value`` as YAML 1.1 reads a float: 1.0e-3, not 1e-3."""
+    mantissa, _, exponent = repr(value).partition("e")
+    mantissa = mantissa if "." in mantissa else mantissa + ".0"
+    return mantissa + (f"e{exponent if exponent[0] in '+-' else '+' + exponent}" if exponent else "")
+
+
+def _show(value: Any) -> str:
+    """A YAML value as the user wrote it, on one line."""
+    return one_line(yaml.safe_dump(value, default_flow_style=True, width=10_000).removesuffix("...\n"))
+
+
+@dataclass
+class _Param:
+    """One hyperparameter entry, checked: a categorical (``choices``) or a numeric range."""
+
+    name: str
+    default: Any
+    choices: list[Any] | None = None
+    low: float | int = 0
+    high: float | int = 0
+    is_int: bool = False
+    log: bool = False
+    constant: bool = False            # low == high because max_layers collapsed the range
+    when: dict[str, list[Any]] = field(default_factory=dict)
+    when_any: list[dict[str, list[Any]]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return f"one of {', '.join(map(str, self.choices))}"
+        return f"{'an integer' if self.is_int else 'a number'} in [{self.low}, {self.high}]"
+
+    def legal(self, value: Any) -> bool:
+        if self.choices is not None:
+            return _norm(value) in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return self.low <= value <= self.high and (not self.is_int or float(value).is_integer())
+
+
+class _Checker:
+    """Checks one file's spec entry by entry; every failure names ``source`` and the entry."""
+
+    def __init__(self, source: str | Path, max_layers: int) -> None:
+        self.source, self.max_layers = source, max_layers
+        self.params: dict[str, _Param] = {}
+
+    def fail(self, where: str, problem: str, fix: str) -> NoReturn:
+        _fail(self.source, where, problem, fix)
+
+    def number(self, where: str, key: str, value: Any) -> tuple[float | int, bool]:
+        """A bound or default as a number (``max_layers`` resolved) and whether it came from max_layers."""
+        if value == MAX_LAYERS:
+            return self.max_layers, True
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:
+                    float(value)
+                except ValueError:
+                    pass
+                else:  # PyYAML reads 1e-3 (no dot, unsigned exponent) as text
+                    self.fail(where, f"{key} {value!r} is read as text by YAML",
+                              f"write it with a dot and a signed exponent: {key}: {_yaml_float(float(value))}")
+            self.fail(where, f"{key} {_show(value)} is not a number", f"give a number (or {MAX_LAYERS!r})")
+        if not math.isfinite(value):
+            self.fail(where, f"{key} {value} is not a finite number", f"give a finite {key}")
+        return value, False
+
+    def default(self, where: str, entry: dict[str, Any]) -> Any:
+        if entry.get("default") is None:
+            self.fail(where, "has no default", "add `default:` (the default configuration is the baseline every run "
+                                               "is compared with)")
+        return entry["default"]
+
+    # --- one hyperparameter
+
+    def param(self, name: Any, entry: Any) -> _Param:
+        valid = HParams.names()
+        if name not in valid:
+            close = _hparam_like(str(name))
+            hint = f"(did you mean {close!r}?)" if close else f"(valid names: {', '.join(valid)})"
+            raise SpaceError(f"{self.source}: unknown hyperparameter {name!r} in search space {hint}: space names "
+                             "are the fields of autodsnn.trial.HParams (the `autodsnn train` options)")
+        where = f"hyperparameter {name!r}"
+        if not isinstance(entry, dict):
+            self.fail(where, f"{_show(entry)} is not a mapping",
+                      "write {low: 1, high: 5, default: 3} or {choices: [a, b], default: a}")
+        unknown = [k for k in entry if k not in ENTRY_KEYS]
+        if unknown:
+            self.fail(where, f"unknown key {unknown[0]!r}", _use_one_of(unknown[0], ENTRY_KEYS))
+        if "choices" in entry:
+            param = self.categorical(name, where, entry)
+        elif "low" in entry or "high" in entry:
+            param = self.numeric(name, where, entry)
+        else:
+            self.fail(where, "has neither choices nor low/high",
+                      "add `choices: [...]` (categorical) or `low:`/`high:` (numeric)")
+        return param
+
+    def categorical(self, name: str, where: str, entry: dict[str, Any]) -> _Param:
+        extra = [k for k in ("low", "high", "log", "type") if k in entry]
+        if extra:
+            self.fail(where, f"has both choices and {extra[0]!r}",
+                      "use either `choices:` (categorical) or `low:`/`high:` (numeric)")
+        raw = entry["choices"]
+        if not isinstance(raw, list) or not raw:
+            self.fail(where, f"choices {_show(raw)} is not a non-empty list", "write choices: [a, b, ...]")
+        bad = [c for c in raw if isinstance(c, (list, dict)) or c is None]
         if bad:
-            raise SpaceError(f"{name} choice {bad[0]!r} is not valid: use {', '.join(allowed)}")
+            self.fail(where, f"choice {_show(bad[0])} is not a single value",
+                      "list plain values: choices: [a, b, ...]")
+        choices = [_norm(c) for c in raw]
+        twice = [c for i, c in enumerate(choices) if c in choices[:i]]
+        if twice:
+            self.fail(where, f"choice {twice[0]!r} is listed twice", "list each choice once")
+        allowed = HParams.choices().get(name)
+        if allowed is not None:
+            wrong = [c for c in raw if str(c).lower() not in allowed]
+            if wrong:  # (the wording "NAME choice 'X'" is relied on by callers' messages)
+                raise SpaceError(f"{self.source}: {name} choice {wrong[0]!r} is not valid for hyperparameter "
+                                 f"{name!r}: use {', '.join(allowed)}")
+        default = _norm(self.default(where, entry))
+        if default not in choices:
+            self.fail(where, f"default {_show(entry['default'])} is not among its choices",
+                      f"use one of {', '.join(map(str, choices))}")
+        return _Param(name, default, choices=choices)
+
+    def numeric(self, name: str, where: str, entry: dict[str, Any]) -> _Param:
+        allowed = HParams.choices().get(name)
+        if allowed is not None:
+            self.fail(where, f"{name} takes one of {', '.join(allowed)}, not a numeric range",
+                      f"write choices: [{', '.join(allowed)}] instead of low/high")
+        for key in ("low", "high"):
+            if key not in entry:
+                self.fail(where, f"has no {key!r}", "give both `low:` and `high:` (or `choices:`)")
+        kind = entry.get("type", "float")
+        if kind not in ("int", "float"):
+            self.fail(where, f"type {_show(kind)} is not a numeric type", "write `type: int` or `type: float`")
+        log = entry.get("log", False)
+        if not isinstance(log, bool):
+            self.fail(where, f"log {_show(log)} is not true or false", "write `log: true` or leave it out")
+        low, low_ml = self.number(where, "low", entry["low"])
+        high, high_ml = self.number(where, "high", entry["high"])
+        default, _ = self.number(where, "default", self.default(where, entry))
+        is_int = kind == "int"
+        if is_int:
+            for key, value in (("low", low), ("high", high), ("default", default)):
+                if not float(value).is_integer():
+                    self.fail(where, f"{key} {value} is not an integer but the type is int",
+                              f"give an integer {key}, or drop `type: int` for a float range")
+            low, high, default = int(low), int(high), int(default)
+        ml = f" ({MAX_LAYERS} is {self.max_layers} for this model)" if low_ml or high_ml else ""
+        constant = low == high and (low_ml or high_ml)  # e.g. shift depth 1..max_layers on a one-layer model
+        if low > high or (low == high and not constant):
+            self.fail(where, f"low {low} is not below high {high}{ml}",
+                      "make low < high (to fix a value for every trial, put it in the experiment's `fixed:`)")
+        if log and low <= 0:
+            self.fail(where, f"log scale needs low > 0, got low {low}",
+                      "raise low above 0 (e.g. 1.0e-6) or drop `log: true`")
+        if not low <= default <= high:
+            self.fail(where, f"default {default} is outside [{low}, {high}]{ml}",
+                      "move the default into the range or widen low/high")
+        return _Param(name, default, low=low, high=high, is_int=is_int, log=log, constant=bool(constant))
+
+    # --- conditions
+
+    def values(self, where: str, parent: _Param, raw: Any) -> list[Any]:
+        """A condition's or forbidden clause's value(s) for ``parent``, each checked legal."""
+        items = raw if isinstance(raw, list) else [raw]
+        if not items:
+            self.fail(where, f"no values given for {parent.name!r}", f"list values of {parent.name}: "
+                                                                     f"{parent.describe()}")
+        out = []
+        for value in items:
+            value = self.max_layers if value == MAX_LAYERS and parent.choices is None else value
+            if not parent.legal(value):
+                self.fail(where, f"{parent.name} cannot take {_show(value)}", f"use {parent.describe()}")
+            value = _norm(value) if parent.choices is not None else value
+            out.append(int(value) if parent.is_int else value)
+        return out
+
+    def clause(self, where: str, raw: Any, owner: str | None) -> dict[str, list[Any]]:
+        """``{parent: value(s), ...}`` with every parent in the space and every value legal; ``owner``:
+        the conditioned hyperparameter (None: a forbidden clause)."""
+        if not isinstance(raw, dict) or not raw:
+            self.fail(where, f"{_show(raw)} is not a non-empty mapping of hyperparameter -> value(s)",
+                      "write {parent: [v1, v2]} (several parents: all must hold)" if owner else
+                      "write {a: v1, b: [v2, v3]} (that combination is forbidden)")
+        out = {}
+        for parent, raw_values in raw.items():
+            if parent == owner:
+                self.fail(where, f"{owner!r} depends on itself", "name another hyperparameter as the parent")
+            if parent not in self.params:
+                hint = (f"add {parent!r} to hyperparameters" if parent in HParams.names()
+                        else _use_one_of(parent, list(self.params)))
+                self.fail(where, f"{parent!r} is not a hyperparameter of this space", hint)
+            out[parent] = self.values(where, self.params[parent], raw_values)
+        return out
+
+    def conditions(self, entries: Mapping[str, dict[str, Any]]) -> None:
+        for name, entry in entries.items():
+            param = self.params[name]
+            where = f"hyperparameter {name!r}"
+            if entry.get("when") is not None:
+                param.when = self.clause(f"{where}, when", entry["when"], name)
+            if entry.get("when_any") is not None:
+                raw = entry["when_any"]
+                if not isinstance(raw, list) or not raw:
+                    self.fail(f"{where}, when_any", f"{_show(raw)} is not a non-empty list",
+                              "write when_any: [{a: [v1]}, {b: [v2]}] (any item holds)")
+                param.when_any = [self.clause(f"{where}, when_any item {i + 1}", item, name)
+                                  for i, item in enumerate(raw)]
+        self.cycles()
+
+    def cycles(self) -> None:
+        parents = {n: set(p.when).union(*p.when_any) for n, p in self.params.items()}
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+        def visit(node: str, path: list[str]) -> None:
+            state[node] = 1
+            for parent in sorted(parents[node]):
+                if state.get(parent) == 1:
+                    loop = path[path.index(parent):] + [parent]
+                    self.fail(f"hyperparameter {node!r}", f"conditions form a cycle {' -> '.join(loop)} "
+                                                          "(each depends on the next)",
+                              "drop one of these conditions: a hyperparameter cannot depend on itself")
+                if parent not in state:
+                    visit(parent, path + [parent])
+            state[node] = 2
+
+        for name in self.params:
+            if name not in state:
+                visit(name, [name])
+
+    def forbidden(self, raw: Any) -> list[dict[str, list[Any]]]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.fail("forbidden", f"{_show(raw)} is not a list",
+                      "write forbidden: [{a: v1, b: [v2, v3]}, ...] (each item forbids that combination)")
+        return [self.clause(f"forbidden clause {i + 1} {_show(item)}", item, None) for i, item in enumerate(raw)]
 
 
-def build_space(spec: Mapping[str, Any], *, max_layers: int, seed: int = 0) -> ConfigurationSpace:
-    """A ConfigurationSpace from a parsed spec, ``max_layers`` resolved."""
+# ------------------------------------------------------------------------------------- building
+
+def _condition(child: Any, parent: Any, values: list[Any]) -> Any:
+    # Always InCondition, as before multi-parent conditions: a saved run's space (SMAC compares it on
+    # --resume) stays the same for an unchanged file.
+    return InCondition(child, parent, values)
+
+
+def _all(parts: list[Any], cls: type) -> Any:
+    """ConfigSpace's conjunctions need two parts or more; one part stands alone."""
+    return parts[0] if len(parts) == 1 else cls(*parts)
+
+
+def build_space(spec: Mapping[str, Any], *, max_layers: int, seed: int = 0,
+                source: str | Path = "search space") -> ConfigurationSpace:
+    """A ConfigurationSpace from a parsed spec, ``max_layers`` resolved; errors name ``source``."""
+    _check_top_level(source, spec)
+    check = _Checker(source, max_layers)
+    entries: dict[str, Any] = dict(spec["hyperparameters"])
+    for name, entry in entries.items():
+        check.params[name] = check.param(name, entry)
+    check.conditions(entries)
+    forbidden = check.forbidden(spec.get("forbidden"))
+
     cs = ConfigurationSpace(name=str(spec.get("name", "space")), seed=seed)
-    entries: dict[str, dict[str, Any]] = spec["hyperparameters"]
     hps = {}
-    for name, entry in entries.items():
-        _check_entry(name, entry)
-        default = _resolve(entry.get("default"), max_layers)
+    for name, p in check.params.items():
         try:
-            if "choices" in entry:
-                choices = [str(c).lower() if isinstance(c, str) else c for c in entry["choices"]]
-                hp = CategoricalHyperparameter(
-                    name, choices, default_value=str(default).lower() if isinstance(default, str) else default)
+            if p.choices is not None:
+                hps[name] = CategoricalHyperparameter(name, p.choices, default_value=p.default)
+            elif p.constant:
+                hps[name] = Constant(name, p.low)
             else:
-                low, high = _resolve(entry["low"], max_layers), _resolve(entry["high"], max_layers)
-                is_int = entry.get("type") == "int"
-                cls = UniformIntegerHyperparameter if is_int else UniformFloatHyperparameter
-                hp = cls(name, low, high, log=bool(entry.get("log", False)), default_value=default)
-        except KeyError as exc:
-            raise SpaceError(f"hyperparameter {name!r} needs {exc.args[0]!r} (or 'choices')") from None
-        except (ValueError, TypeError) as exc:
-            raise SpaceError(f"hyperparameter {name!r}: {str(exc).splitlines()[0]}") from None
-        hps[name] = hp
-    cs.add(list(hps.values()))
-    conditions = []
-    for name, entry in entries.items():
-        for parent, values in (entry.get("when") or {}).items():
-            if parent not in hps:
-                raise SpaceError(f"hyperparameter {name!r} depends on {parent!r}, which is not in the space")
-            values = [str(v).lower() if isinstance(v, str) else v for v in values]
-            conditions.append(InCondition(hps[name], hps[parent], values))
-    if conditions:
-        cs.add(conditions)
+                cls = UniformIntegerHyperparameter if p.is_int else UniformFloatHyperparameter
+                hps[name] = cls(name, p.low, p.high, log=p.log, default_value=p.default)
+            cs.add(hps[name])
+        except CONFIGSPACE_ERRORS as exc:
+            check.fail(f"hyperparameter {name!r}", f"ConfigSpace rejects it ({one_line(exc) or type(exc).__name__})",
+                       f"check its choices/low/high/default ({SCHEMA_HINT})")
+    for name, p in check.params.items():
+        if not p.when and not p.when_any:
+            continue
+        where = f"hyperparameter {name!r}, " + "/".join(k for k in ("when", "when_any") if getattr(p, k))
+        try:
+            ands = [_condition(hps[name], hps[parent], v) for parent, v in p.when.items()]
+            if p.when_any:
+                ors = [_all([_condition(hps[name], hps[parent], v) for parent, v in item.items()], AndConjunction)
+                       for item in p.when_any]
+                ands.append(_all(ors, OrConjunction))
+            cs.add(_all(ands, AndConjunction))
+        except CONFIGSPACE_ERRORS as exc:
+            check.fail(where, f"ConfigSpace rejects the condition ({one_line(exc) or type(exc).__name__})",
+                       f"check its parents and values ({SCHEMA_HINT})")
+    for i, clause in enumerate(forbidden):
+        where = f"forbidden clause {i + 1} {_show(spec['forbidden'][i])}"
+        try:
+            parts = [ForbiddenEqualsClause(hps[n], v[0]) if len(v) == 1 else ForbiddenInClause(hps[n], v)
+                     for n, v in clause.items()]
+            cs.add(_all(parts, ForbiddenAndConjunction))
+        except ForbiddenValueError:
+            default = {n: check.params[n].default for n in clause}
+            check.fail(where, f"forbids the default configuration ({_show(default)})",
+                       f"change the default of {' or '.join(clause)}, or narrow the clause")
+        except CONFIGSPACE_ERRORS as exc:
+            check.fail(where, f"ConfigSpace rejects the clause ({one_line(exc) or type(exc).__name__})",
+                       f"check its hyperparameters and values ({SCHEMA_HINT})")
     return cs
 
 
-def load_space(name_or_path: str | Path, *, max_layers: int, seed: int = 0) -> ConfigurationSpace:
-    return build_space(load_space_spec(name_or_path), max_layers=max_layers, seed=seed)
+def load_space(name_or_path: str | Path, *, max_layers: int, seed: int = 0,
+               fixed: Mapping[str, Any] | None = None) -> ConfigurationSpace:
+    """A built-in space or YAML file as a ConfigurationSpace; every mistake is a one-line :class:`SpaceError`.
+
+    With ``fixed`` (the experiment's fixed hyperparameters), the default configuration plus those
+    values must also be something `train` accepts.
+    """
+    path = space_path(name_or_path)
+    cs = build_space(load_space_spec(path), max_layers=max_layers, seed=seed, source=path)
+    if fixed is not None:
+        try:
+            HParams.from_dict({**fixed, **dict(cs.get_default_configuration())})
+        except HParamsError as exc:
+            _fail(path, "default configuration", f"train rejects it ({one_line(exc)})",
+                  "change that hyperparameter's default (or the experiment's fixed value)")
+    return cs

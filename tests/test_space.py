@@ -1,0 +1,265 @@
+"""Search space files: every mistake is one line naming the file, the entry and the fix; the schema's
+multi-parent conditions (AND: ``when``, OR: ``when_any``) and ``forbidden`` clauses reach ConfigSpace
+and hold in what it samples."""
+from __future__ import annotations
+
+import pytest
+from ConfigSpace import Constant
+
+from autodsnn.errors import AutoDSNNError
+from autodsnn.search import space as space_module
+from autodsnn.search.space import SpaceError, list_spaces, load_space
+
+HP = "hyperparameters:\n"
+OPT = "  optimizer: {choices: [sgd, adam, radam], default: radam}\n"
+LR = "  lr: {low: 0.001, high: 0.1, log: true, default: 0.01}\n"
+SHIFT = "  shift_type: {choices: [none, q, ps, dense], default: ps}\n"
+
+# (id, file text, the entry the message must name, a fix hint it must give)
+BROKEN = [
+    ("yaml-syntax", HP + "  lr: {low: 0.001, high: 0.1\n  momentum: {low: 0.0, high: 0.9}\n",
+     "lr: {low: 0.001", "fix the syntax"),
+    ("yaml-tab", HP + "\tlr: {low: 0.001, high: 0.1, default: 0.01}\n", "lr:", "fix the syntax"),
+    ("yaml-key-twice", HP + LR + OPT + LR, "'lr' is given twice", "keep one"),
+    ("empty-file", "", "top level", "start it with `hyperparameters:`"),
+    ("not-a-mapping", "- lr\n- momentum\n", "top level", "start it with `hyperparameters:`"),
+    ("no-hyperparameters", "name: x\n", "hyperparameters", "add one entry per hyperparameter"),
+    ("top-level-typo", "hyperparameter:\n" + LR, "top level: unknown key 'hyperparameter'",
+     "did you mean 'hyperparameters'"),
+    ("forbidden-typo", HP + LR + "forbiden: []\n", "'forbiden'", "did you mean 'forbidden'"),
+    ("unknown-name", HP + "  learning_rate: {low: 0.001, high: 0.1, default: 0.01}\n", "'learning_rate'",
+     "did you mean 'lr'"),
+    ("unknown-name-train-flag", HP + "  wd: {low: 1.0e-6, high: 0.01, default: 0.001}\n", "'wd'",
+     "did you mean 'weight_decay'"),
+    ("unknown-name-far", HP + "  zzzz: {low: 0.001, high: 0.1, default: 0.01}\n", "'zzzz'", "valid names: "),
+    ("entry-not-mapping", HP + "  lr: 0.01\n", "'lr'", "write {low: 1, high: 5, default: 3}"),
+    ("entry-key-typo", HP + "  lr: {low: 0.001, high: 0.1, defualt: 0.01}\n", "'lr'", "did you mean 'default'"),
+    ("no-default", HP + "  lr: {low: 0.001, high: 0.1}\n", "'lr'", "add `default:`"),
+    ("null-default", HP + "  lr: {low: 0.001, high: 0.1, default: null}\n", "'lr'", "add `default:`"),
+    ("default-out-of-range", HP + "  lr: {low: 0.001, high: 0.1, default: 0.5}\n", "'lr'",
+     "move the default into the range"),
+    ("default-not-a-choice", HP + "  optimizer: {choices: [sgd, adam], default: radam}\n", "'optimizer'",
+     "use one of sgd, adam"),
+    ("default-not-a-number", HP + "  lr: {low: 0.001, high: 0.1, default: fast}\n", "'lr'", "give a number"),
+    ("low-above-high", HP + "  lr: {low: 0.5, high: 0.1, default: 0.2}\n", "'lr'", "make low < high"),
+    ("low-equals-high", HP + "  weight_bits: {low: 4, high: 4, type: int, default: 4}\n", "'weight_bits'",
+     "experiment's `fixed:`"),
+    ("log-from-zero", HP + "  weight_decay: {low: 0.0, high: 0.01, log: true, default: 0.001}\n", "'weight_decay'",
+     "raise low above 0"),
+    ("log-not-bool", HP + "  lr: {low: 0.001, high: 0.1, log: yes please, default: 0.01}\n", "'lr'",
+     "write `log: true`"),
+    ("int-fractional-bound", HP + "  weight_bits: {low: 2.5, high: 5, type: int, default: 3}\n", "'weight_bits'",
+     "give an integer low"),
+    ("int-fractional-default", HP + "  weight_bits: {low: 2, high: 5, type: int, default: 3.5}\n", "'weight_bits'",
+     "give an integer default"),
+    ("unknown-type", HP + "  weight_bits: {low: 2, high: 5, type: integer, default: 3}\n", "'weight_bits'",
+     "write `type: int`"),
+    ("exponent-read-as-text", HP + "  lr: {low: 1e-3, high: 0.1, default: 0.01}\n", "'lr'", "low: 0.001"),
+    ("infinite-bound", HP + "  lr: {low: 0.001, high: .inf, default: 0.01}\n", "'lr'", "give a finite high"),
+    ("missing-high", HP + "  lr: {low: 0.001, default: 0.01}\n", "'lr'", "give both `low:` and `high:`"),
+    ("neither-kind", HP + "  lr: {default: 0.01}\n", "'lr'", "add `choices: [...]`"),
+    ("choices-and-range", HP + "  lr: {choices: [0.01, 0.1], low: 0.001, default: 0.01}\n", "'lr'",
+     "use either `choices:`"),
+    ("empty-choices", HP + "  optimizer: {choices: [], default: sgd}\n", "'optimizer'", "write choices: [a, b"),
+    ("duplicate-choices", HP + "  optimizer: {choices: [sgd, SGD, adam], default: sgd}\n", "'optimizer'",
+     "list each choice once"),
+    ("nested-choice", HP + "  batch_size: {choices: [[32, 64], 128], default: 128}\n", "'batch_size'",
+     "list plain values"),
+    ("choice-train-rejects", HP + "  shift_type: {choices: [q, qq], default: q}\n", "'shift_type'", "use none, q, ps"),
+    ("range-for-categorical", HP + "  shift_type: {low: 1, high: 3, default: 2}\n", "'shift_type'",
+     "write choices: [none, q, ps"),
+    ("max-layers-below-low", HP + "  shift_depth: {low: 1, high: max_layers, type: int, default: 1}\n",
+     "'shift_depth'", "max_layers is 0 for this model"),
+    ("when-unknown-parent", HP + OPT + "  momentum: {low: 0.0, high: 0.9, default: 0.5, when: {optimiser: [sgd]}}\n",
+     "'momentum'", "did you mean 'optimizer'"),
+    ("when-parent-not-in-space", HP + "  momentum: {low: 0.0, high: 0.9, default: 0.5, when: {optimizer: [sgd]}}\n",
+     "'momentum'", "add 'optimizer' to hyperparameters"),
+    ("when-value-parent-cannot-take", HP + OPT + "  momentum: {low: 0.0, high: 0.9, default: 0.5, "
+     "when: {optimizer: [sgd, rmsprop]}}\n", "'momentum'", "use one of sgd, adam, radam"),
+    ("when-numeric-value-out-of-range", HP + "  weight_bits: {low: 2, high: 5, type: int, default: 5}\n"
+     "  rounding: {choices: [deterministic, stochastic], default: deterministic, when: {weight_bits: [4, 9]}}\n",
+     "'rounding'", "use an integer in [2, 5]"),
+    ("when-no-values", HP + OPT + "  momentum: {low: 0.0, high: 0.9, default: 0.5, when: {optimizer: []}}\n",
+     "'momentum'", "list values of optimizer"),
+    ("when-not-mapping", HP + OPT + "  momentum: {low: 0.0, high: 0.9, default: 0.5, when: [optimizer, sgd]}\n",
+     "'momentum'", "write {parent: [v1, v2]}"),
+    ("when-on-itself", HP + "  momentum: {low: 0.0, high: 0.9, default: 0.5, when: {momentum: [0.5]}}\n",
+     "'momentum'", "name another hyperparameter"),
+    ("when-cycle", HP + "  optimizer: {choices: [sgd, adam], default: sgd, when: {momentum: [0.5]}}\n"
+     "  lr: {low: 0.001, high: 0.1, default: 0.01, when: {optimizer: [sgd]}}\n"
+     "  momentum: {low: 0.0, high: 0.9, default: 0.5, when: {lr: [0.01]}}\n",
+     "optimizer -> momentum -> lr -> optimizer", "drop one of these conditions"),
+    ("when-any-not-list", HP + OPT + "  momentum: {low: 0.0, high: 0.9, default: 0.5, when_any: {optimizer: sgd}}\n",
+     "'momentum'", "write when_any: [{a: [v1]}, {b: [v2]}]"),
+    ("when-any-unknown-parent", HP + OPT + SHIFT + "  momentum: {low: 0.0, high: 0.9, default: 0.5, "
+     "when_any: [{optimizer: sgd}, {shift_typ: q}]}\n", "when_any item 2", "did you mean 'shift_type'"),
+    ("when-any-typo", HP + OPT + "  momentum: {low: 0.0, high: 0.9, default: 0.5, when_an: [{optimizer: sgd}]}\n",
+     "'momentum'", "did you mean 'when_any'"),
+    ("forbidden-not-list", HP + OPT + SHIFT + "forbidden: {optimizer: sgd, shift_type: q}\n", "forbidden",
+     "write forbidden: [{a: v1, b: [v2, v3]}, ...]"),
+    ("forbidden-unknown-name", HP + OPT + SHIFT + "forbidden:\n  - {optimizer: sgd, shift_typ: q}\n",
+     "forbidden clause 1", "did you mean 'shift_type'"),
+    ("forbidden-name-not-in-space", HP + OPT + SHIFT + "forbidden:\n  - {optimizer: sgd, rounding: stochastic}\n",
+     "forbidden clause 1", "add 'rounding' to hyperparameters"),
+    ("forbidden-bad-value", HP + OPT + SHIFT + "forbidden:\n  - {optimizer: sgd, shift_type: [q, qq]}\n",
+     "forbidden clause 1 {optimizer: sgd, shift_type: [q, qq]}", "use one of none, q, ps, dense"),
+    ("forbidden-numeric-out-of-range", HP + LR + SHIFT + "forbidden:\n  - {shift_type: q}\n  - {lr: 0.5}\n",
+     "forbidden clause 2 {lr: 0.5}", "use a number in [0.001, 0.1]"),
+    ("forbidden-empty-clause", HP + OPT + "forbidden:\n  - {}\n", "forbidden clause 1", "write {a: v1, b: [v2, v3]}"),
+    ("forbidden-forbids-default", HP + OPT + SHIFT + "forbidden:\n  - {optimizer: [sgd, radam], shift_type: ps}\n",
+     "forbidden clause 1", "change the default of optimizer or shift_type"),
+    # ConfigSpace's own complaint (numpy cannot hold the bound), wrapped: file, entry, ConfigSpace's text
+    ("configspace-rejects", HP + "  batch_size: {low: 1, high: 100000000000000000000000, type: int, default: 5}\n",
+     "'batch_size'", "ConfigSpace rejects it"),
+]
+
+
+@pytest.mark.parametrize("text, entry, hint", [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
+def test_a_broken_space_names_file_entry_and_fix(tmp_path, text, entry, hint):
+    path = tmp_path / "broken_space.yaml"
+    path.write_text(text)
+    with pytest.raises(SpaceError) as caught:
+        load_space(path, max_layers=0 if "max_layers" in text else 4)
+    message = str(caught.value)
+    assert isinstance(caught.value, AutoDSNNError)
+    assert "\n" not in message and message.count(str(path)) == 1, message
+    assert entry in message, message
+    assert hint in message, message
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(HP + OPT + "  lr: {low: 0.001, high: 0.1\n  momentum: {low: 0.0, high: 0.9}\n")
+    with pytest.raises(SpaceError, match=r"line 3 `lr: \{low: 0.001, high: 0.1`.*found on line 4"):
+        load_space(path, max_layers=4)
+
+
+def test_missing_file_and_unknown_builtin(tmp_path):
+    with pytest.raises(SpaceError, match="does not exist: check the path"):
+        load_space(tmp_path / "nope.yaml", max_layers=4)
+    with pytest.raises(SpaceError, match="unknown search space 'dsn': use one of dsnn"):
+        load_space("dsn", max_layers=4)
+
+
+@pytest.mark.parametrize("patched, text, entry", [
+    ("UniformFloatHyperparameter", HP + LR, "hyperparameter 'lr'"),
+    ("OrConjunction", HP + OPT + SHIFT + "  momentum: {low: 0.0, high: 0.9, default: 0.5, "
+     "when_any: [{optimizer: sgd}, {shift_type: q}]}\n", "hyperparameter 'momentum', when_any"),
+    ("ForbiddenAndConjunction", HP + OPT + SHIFT + "forbidden:\n  - {optimizer: sgd, shift_type: q}\n",
+     "forbidden clause 1 {optimizer: sgd, shift_type: q}"),
+])
+def test_configspace_complaints_are_wrapped(tmp_path, monkeypatch, patched, text, entry):
+    def complain(*args, **kwargs):
+        raise ValueError("Something ConfigSpace\n   dislikes, on two lines")
+
+    monkeypatch.setattr(space_module, patched, complain)
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(SpaceError) as caught:
+        load_space(path, max_layers=4)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and entry in message, message
+    assert "(Something ConfigSpace; dislikes, on two lines)" in message and "check its" in message, message
+
+
+def test_default_configuration_train_rejects_names_file_and_hyperparameter(tmp_path):
+    path = tmp_path / "s.yaml"  # momentum without a condition: its default is set for radam, which has none
+    path.write_text(HP + OPT + "  momentum: {low: 0.0, high: 0.9, default: 0.5}\n")
+    assert load_space(path, max_layers=4)  # the space alone is sound
+    with pytest.raises(SpaceError, match=r"s\.yaml: default configuration: train rejects it \(momentum=0.5"):
+        load_space(path, max_layers=4, fixed={})
+    path.write_text(HP + "  optimizer: {choices: [sgd, rmsprop], default: sgd}\n"
+                         "  momentum: {low: 0.0, high: 0.9, default: 0.5}\n")
+    assert load_space(path, max_layers=4, fixed={"batch_size": 32})
+
+
+def _holds(config: dict, clause: dict) -> bool:
+    """A condition item, checked by hand: every parent active and among its values."""
+    return all(parent in config and config[parent] in (values if isinstance(values, list) else [values])
+               for parent, values in clause.items())
+
+
+COND_SPACE = HP + SHIFT + """\
+  optimizer: {choices: [sgd, adam, rmsprop], default: sgd}
+  schedule: {choices: [constant, cosine, step], default: constant}
+  rounding: {choices: [deterministic, stochastic], default: deterministic, when: {shift_type: [q, ps]}}
+  momentum: {low: 0.0, high: 0.9, default: 0.5, when: {optimizer: [sgd, rmsprop], rounding: stochastic}}
+  lr_step: {low: 1, high: 10, type: int, default: 3, when_any: [{schedule: step}, {optimizer: adam, shift_type: none}]}
+  lr_gamma: {low: 0.01, high: 0.9, default: 0.1, when: {schedule: [step, cosine]},
+             when_any: [{optimizer: [sgd]}, {rounding: [stochastic]}]}
+"""
+CONDITIONS = {  # child -> (AND of `when`, OR of `when_any` items), as in COND_SPACE
+    "rounding": ({"shift_type": ["q", "ps"]}, []),
+    "momentum": ({"optimizer": ["sgd", "rmsprop"], "rounding": "stochastic"}, []),
+    "lr_step": ({}, [{"schedule": "step"}, {"optimizer": "adam", "shift_type": "none"}]),
+    "lr_gamma": ({"schedule": ["step", "cosine"]}, [{"optimizer": ["sgd"]}, {"rounding": ["stochastic"]}]),
+}
+
+
+def test_multi_parent_and_or_conditions_hold_in_samples(tmp_path):
+    path = tmp_path / "conditions.yaml"
+    path.write_text(COND_SPACE)
+    space = load_space(path, max_layers=4, seed=1)
+    configs = [dict(c) for c in space.sample_configuration(200)]
+    for child, (when, when_any) in CONDITIONS.items():
+        expected = [_holds(c, when) and (not when_any or any(_holds(c, item) for item in when_any)) for c in configs]
+        assert [child in c for c in configs] == expected, child
+        assert any(expected) and not all(expected), child  # both sides seen
+    # each OR branch alone switches lr_step on, and a parent that is inactive never satisfies a condition
+    assert any("lr_step" in c and c["schedule"] != "step" for c in configs)
+    assert any("lr_step" in c and c["optimizer"] != "adam" for c in configs)
+    assert any("lr_gamma" in c and c["optimizer"] != "sgd" for c in configs)
+    assert all("momentum" not in c for c in configs if "rounding" not in c)
+    default = dict(space.get_default_configuration())
+    assert default["optimizer"] == "sgd" and "momentum" not in default and "lr_step" not in default
+
+
+FORBIDDEN_SPACE = COND_SPACE + """\
+  weight_bits: {low: 2, high: 5, type: int, default: 5}
+forbidden:
+  - {shift_type: q, rounding: stochastic}
+  - {optimizer: [adam, rmsprop], shift_type: [none, dense]}
+  - {weight_bits: 2, shift_type: [ps, q]}
+  - {schedule: cosine}
+"""
+FORBIDDEN = [{"shift_type": "q", "rounding": "stochastic"},
+             {"optimizer": ["adam", "rmsprop"], "shift_type": ["none", "dense"]},
+             {"weight_bits": 2, "shift_type": ["ps", "q"]},
+             {"schedule": "cosine"}]
+
+
+def test_forbidden_combinations_never_sampled_and_default_stays_valid(tmp_path):
+    path = tmp_path / "forbidden.yaml"
+    path.write_text(FORBIDDEN_SPACE)
+    space = load_space(path, max_layers=4, seed=2)
+    assert len(space.forbidden_clauses) == len(FORBIDDEN)
+    configs = [dict(c) for c in space.sample_configuration(200)]
+    for clause in FORBIDDEN:
+        assert not any(_holds(c, clause) for c in configs), clause
+    # the rest of each clause still occurs: only the combination is gone
+    assert any(c["shift_type"] == "q" for c in configs) and any(c.get("rounding") == "stochastic" for c in configs)
+    assert any(c["optimizer"] == "adam" for c in configs) and any(c["shift_type"] == "none" for c in configs)
+    assert any(c["weight_bits"] == 2 for c in configs)
+    for child, (when, when_any) in CONDITIONS.items():  # conditions still hold alongside the clauses
+        assert all((child in c) == (_holds(c, when) and (not when_any or any(_holds(c, i) for i in when_any)))
+                   for c in configs), child
+    default = space.get_default_configuration()
+    default.check_valid_configuration()
+    assert not any(_holds(dict(default), clause) for clause in FORBIDDEN)
+
+
+@pytest.mark.parametrize("name", ["dsnn", "small"])
+@pytest.mark.parametrize("max_layers", [1, 6])
+def test_builtin_spaces_load(name, max_layers):
+    assert name in list_spaces()
+    space = load_space(name, max_layers=max_layers)
+    default = dict(space.get_default_configuration())
+    assert default["shift_depth"] == max_layers and default["shift_type"] == "ps"
+    depth = space["shift_depth"]
+    # a one-layer model collapses 1..max_layers into a constant instead of failing
+    assert isinstance(depth, Constant) if max_layers == 1 else depth.upper == max_layers
+    assert len(space.sample_configuration(20)) == 20
+    assert [str(c) for c in space.conditions] == (
+        ["momentum | optimizer in {'sgd', 'rmsprop'}"] if name == "dsnn" else
+        sorted([f"{n} | shift_type in {{'q', 'ps', 'dense'}}" for n in
+                ("shift_depth", "weight_bits", "act_int_bits", "act_frac_bits")] + ["momentum | optimizer in {'sgd'}"]))
