@@ -12,7 +12,7 @@ import pytest
 
 from autodsnn.search.experiment import Experiment, ExperimentError, parse_duration
 from autodsnn.analysis import summarize
-from autodsnn.search.optimize import optimize
+from autodsnn.search.optimize import OptimizeError, optimize
 from autodsnn.trial import TrialResult, TrialStatus, objective_values
 from autodsnn.search.space import SpaceError, load_space
 from autodsnn.store import Run
@@ -224,3 +224,111 @@ def test_baseline_strategies_run_through_the_same_loop(tmp_path, strategy):
         assert run.experiment["optimizer"] == strategy
     with pytest.raises(ExperimentError, match="unknown optimizer 'adam'.*training optimizer"):
         Experiment(**TINY, optimizer="adam")
+
+
+# A space whose default is easy to recognize on a worker: shift_type ps, lr exactly 0.01.
+DEFAULT_SPACE = ("hyperparameters:\n"
+                 "  shift_type: {choices: [ps, q, dense], default: ps}\n"
+                 "  lr: {low: 0.001, high: 0.1, log: true, default: 0.01}\n")
+
+
+def _is_default_at_top(request):
+    return request.hparams.get("shift_type") == "ps" and request.hparams.get("lr") == 0.01 and request.budget == 3
+
+
+def _quick_trial(request):
+    """Succeeds after a short sleep, with values that differ between configurations (a front)."""
+    time.sleep(0.3)
+    lr = float(request.hparams["lr"])
+    return TrialResult(status="ok", val_error=min(1.0, abs(lr - 0.02) * 10), energy_kwh=1e-6, energy_kwh_total=1e-6,
+                       inference_energy_uj=1.0 + 100 * lr, wall_time=0.3, budget=request.budget,
+                       analytic={"energy_pj_per_sample": 1.0, "model_bits": 1})
+
+
+def _kill_default_once(request):
+    """Kills its worker (as another job's OOM kill would) the first time it runs the default at
+    the top budget; a marker in the run directory says it happened."""
+    marker = Path(request.checkpoint).parent.parent / "default-killed"
+    if _is_default_at_top(request) and not marker.exists():
+        marker.write_text("killed")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _quick_trial(request)
+
+
+def _kill_default_always(request):
+    """Kills its worker every time it runs the default at the top budget."""
+    if _is_default_at_top(request):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _quick_trial(request)
+
+
+def _defaults_at_top(run_dir):
+    return [t for t in rows(run_dir) if t.is_default and t.budget == 3.0]
+
+
+def _smac_default_entries(run_dir):
+    """SMAC's runhistory entries of the default configuration at the top budget: (status, cost)."""
+    path = next((Path(run_dir) / "smac").rglob("runhistory.json"))
+    saved = json.loads(path.read_text())
+    default_ids = [int(i) for i, c in saved["configs"].items()
+                   if c.get("shift_type") == "ps" and c.get("lr") == 0.01]
+    return [(d["status"], d["cost"]) for d in saved["data"] if d["config_id"] in default_ids and d["budget"] == 3.0]
+
+
+def test_the_default_is_re_run_after_its_worker_is_killed(tmp_path):
+    """Issue 14: a worker dying under the default says nothing about the setup. The attempt is
+    recorded as lost, the default runs again, the run goes on and compares against it; SMAC is
+    told the default once, with the re-run's result."""
+    space = _write(tmp_path / "s.yaml", DEFAULT_SPACE)
+    optimize(Experiment(**{**TINY, "space": space}, budget=90, trials=8), tmp_path / "run",
+             trial_fn=_kill_default_once)
+    assert (tmp_path / "run" / "default-killed").exists()  # the default's worker did die
+    defaults = _defaults_at_top(tmp_path / "run")
+    assert [t.status for t in defaults] == ["lost", "ok"], [(t.status, t.reason) for t in defaults]
+    lost, ok = defaults
+    assert "worker" in lost.reason and "runs again" in lost.reason and lost.result.wall_time > 0
+    assert not lost.told and ok.told  # SMAC was told the re-run only
+    trials = rows(tmp_path / "run")
+    finished = [(t.config_id, t.budget) for t in trials if t.status in ("ok", "failed")]
+    assert len(finished) == len(set(finished)) and len(finished) >= 4  # nothing trained twice; the run went on
+    summary = summary_of(tmp_path / "run")
+    assert summary.highest_budget == 3.0 and summary.default is not None
+    assert summary.default.trial_id == ok.trial_id
+    assert "default configuration:" in summary.describe()
+    entries = _smac_default_entries(tmp_path / "run")
+    assert len(entries) == 1 and entries[0][0] == 1, entries  # one entry, SUCCESS
+
+
+def test_resume_runs_a_default_that_never_finished(tmp_path):
+    """A default whose worker dies on every attempt stops the run after its retries, with the
+    reason; --resume runs the default again (it never finished) and a second resume keeps it."""
+    space = _write(tmp_path / "s.yaml", DEFAULT_SPACE)
+    exp = dict(**{**TINY, "space": space}, budget=90)
+    with pytest.raises(OptimizeError, match=r"the default configuration failed, so every trial would: worker "
+                                            r"failure: KilledWorker: its worker died.*3 times in a row"):
+        optimize(Experiment(**exp), tmp_path / "run", trial_fn=_kill_default_always)
+    assert [t.status for t in _defaults_at_top(tmp_path / "run")] == ["lost", "lost", "failed"]
+    n = len(rows(tmp_path / "run"))
+    optimize(Experiment(**exp, trials=n + 4), tmp_path / "run", resume=True, trial_fn=_quick_trial)
+    defaults = _defaults_at_top(tmp_path / "run")
+    assert [t.status for t in defaults] == ["lost", "lost", "failed", "ok"]
+    assert summary_of(tmp_path / "run").default.trial_id == defaults[-1].trial_id
+    assert [status for status, _ in _smac_default_entries(tmp_path / "run")] == [1]  # re-told: one entry, SUCCESS
+    n = len(rows(tmp_path / "run"))
+    optimize(Experiment(**exp, trials=n + 2), tmp_path / "run", resume=True, trial_fn=_quick_trial)
+    assert len(_defaults_at_top(tmp_path / "run")) == 4  # a finished default is not run again
+    assert len(rows(tmp_path / "run")) > n
+
+
+def _default_raises(request):
+    """The default fails inside the trial (as a bad hyperparameter would); its worker lives."""
+    if _is_default_at_top(request):
+        raise ValueError("shift_max -80 is below the smallest exponent")
+    return _quick_trial(request)
+
+
+def test_a_default_that_fails_inside_the_trial_still_stops_the_run(tmp_path):
+    space = _write(tmp_path / "s.yaml", DEFAULT_SPACE)
+    with pytest.raises(OptimizeError, match="the default configuration failed, so every trial would: .*shift_max"):
+        optimize(Experiment(**{**TINY, "space": space}, budget=60), tmp_path / "run", trial_fn=_default_raises)
+    assert [t.status for t in _defaults_at_top(tmp_path / "run")] == ["failed"]  # not run again

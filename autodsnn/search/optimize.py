@@ -5,7 +5,9 @@ proposes (configuration, epochs) pairs through its ask/tell interface; this modu
 Dask workers and owns everything around that:
 
 * the default configuration runs first, at the top budget, so every run can say how much it
-  beat the default;
+  beat the default; a default whose worker died (OOM killer, preemption) is run again, up to
+  ``DEFAULT_RETRIES`` times (the lost attempt stays in the store as lost), and ``--resume`` runs a
+  default that never finished;
 * each finished trial is committed to the run's SQLite store before the next is asked for;
 * the run ends on time: trials get the run's deadline and stop themselves there (recorded as
   cut short with their partial metrics); SMAC's own walltime limit is not used;
@@ -19,6 +21,7 @@ Dask workers and owns everything around that:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -42,6 +45,9 @@ from .worker import run_trial_task
 
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 120.0  # after the deadline: time for trials to evaluate and report
+# A worker dying under the default trial says nothing about the setup (another job's OOM kill,
+# preemption): run the default again this many times before the run stops.
+DEFAULT_RETRIES = 2
 TrialFunction = Callable[[TrialRequest], TrialResult]
 
 
@@ -69,6 +75,17 @@ def _bracket_epochs(experiment: Experiment) -> float:
     return (s + 1) * hi
 
 
+def _worker_died(exc: BaseException) -> bool:
+    """Whether a trial's future failed because its worker process died, not because the trial raised."""
+    return type(exc).__name__ == "KilledWorker"
+
+
+def _default_finished(result: TrialResult) -> bool:
+    """A stored default that --resume keeps: it trained to the end, or diverged (seeded: it would again)."""
+    return result.status is TrialStatus.OK or (result.status is TrialStatus.FAILED
+                                               and (result.reason or "").startswith("diverged"))
+
+
 @dataclass
 class _Pending:
     info: Any
@@ -92,6 +109,7 @@ class _Optimizer:
         self.pending: dict[Any, _Pending] = {}
         self.finished: dict[tuple[int, float], TrialResult] = {}
         self.finished_waiters: dict[tuple[int, float], list[Any]] = {}
+        self.default_retries: dict[tuple[int, float], int] = {}  # (config id, budget) -> re-runs so far
         self.exhausted = False
         self.warned_budget = False
         self.task = experiment.task()
@@ -172,15 +190,26 @@ class _Optimizer:
                                         status=status, additional_info={"reason": result.reason or ""}),
                        save=True)
 
-    def collect(self, future: Any) -> TrialResult:
+    def collect(self, future: Any) -> TrialResult | None:
+        """Store and tell a finished trial; None when it was a default lost with its worker, which
+        runs again (SMAC is told once, the final attempt's result)."""
         pending = self.pending.pop(future)
+        died = False
         try:
             result = future.result()
         except Exception as exc:  # noqa: BLE001 - the worker died or the task could not run
-            name = type(exc).__name__
-            why = "its worker died (killed, e.g. by the out-of-memory killer)" if name == "KilledWorker" else str(exc)
+            name, died = type(exc).__name__, _worker_died(exc)
+            why = "its worker died (killed, e.g. by the out-of-memory killer)" if died else str(exc)
             result = TrialResult.failed(f"worker failure: {name}: {why}".splitlines()[0], budget=pending.budget,
                                         wall_time=time.time() - pending.started, hparams=pending.config)
+        key = (pending.config_id, pending.budget)
+        if died and pending.is_default:
+            retries = self.default_retries.get(key, 0)
+            if retries < DEFAULT_RETRIES:
+                self._run_default_again(pending, result, retries + 1)
+                return None
+            if retries:
+                result.reason = f"{result.reason}, {retries + 1} times in a row"
         objectives = objective_values(result, self.exp.objectives) or {}
         trial_id = self.run.add(config_id=pending.config_id, config=pending.config, budget=pending.budget,
                                 seed=int(self.exp.seed), result=result, told=objectives,
@@ -190,12 +219,28 @@ class _Optimizer:
                         "config": pending.config, **result.to_dict()}, indent=1, default=str))
         self._prune_checkpoints(pending.config_id, pending.budget)
         self._tell(pending.info, result)
-        key = (pending.config_id, pending.budget)
         self.finished[key] = result
         for info in self.finished_waiters.pop(key, []):
             self._tell(info, result)
         self._report(trial_id, pending, result, objectives)
         return result
+
+    def _run_default_again(self, pending: _Pending, result: TrialResult, retry: int) -> None:
+        """Record the attempt as lost (its time and energy were spent; the analysis compares against
+        ok defaults only) and submit the same SMAC trial again, still untold."""
+        lost = dataclasses.replace(result, status=TrialStatus.LOST,
+                                   reason=f"{result.reason}; the default runs again (retry {retry} of "
+                                          f"{DEFAULT_RETRIES})")
+        trial_id = self.run.add(config_id=pending.config_id, config=pending.config, budget=pending.budget,
+                                seed=int(self.exp.seed), result=lost, is_default=True, started_at=pending.started,
+                                ended_at=time.time())
+        (self.run.path / "logs" / f"trial-{trial_id:05d}.json").write_text(
+            json.dumps({"trial_id": trial_id, "config_id": pending.config_id, "budget": pending.budget,
+                        "config": pending.config, **lost.to_dict()}, indent=1, default=str))
+        log.warning(f"[{trial_id:>4}] budget {pending.budget:>4g}  the default's worker died after "
+                    f"{lost.wall_time:.1f}s: running the default again (retry {retry} of {DEFAULT_RETRIES})")
+        self.default_retries[(pending.config_id, pending.budget)] = retry
+        self.submit(pending.info)
 
     def _prune_checkpoints(self, config_id: int, budget: float) -> None:
         """Keep only the highest-budget checkpoint of a configuration (promotions continue from it)."""
@@ -246,7 +291,8 @@ class _Optimizer:
             for future in done:
                 is_default = self.pending[future].is_default
                 result = self.collect(future)
-                self._stop_if_hopeless(result, is_default)
+                if result is not None:  # None: a default lost with its worker, running again
+                    self._stop_if_hopeless(result, is_default)
             if time.time() - last_save > 5:
                 self.run.set_meta("elapsed_seconds", self.elapsed())
                 last_save = time.time()
@@ -275,13 +321,21 @@ class _Optimizer:
                                 f"trial would: {reason}")
 
     def submit_default(self) -> None:
-        """The default configuration at the top budget, first, unless a resumed run has it."""
+        """The default configuration at the top budget, first, unless a resumed run has it finished.
+        A resumed run whose default never finished (lost with its worker, cut short, failed) runs
+        it again, as the same SMAC trial."""
         from smac.runhistory.dataclasses import TrialInfo
 
         top = float(self.exp.max_budget)
-        if (any(r.is_default and r.budget == top for r in self.run.trials())
-                or any(p.is_default and p.budget == top for p in self.pending.values())):
-            return  # stored, or being re-run after an interruption
+        if any(p.is_default and p.budget == top for p in self.pending.values()):
+            return  # being re-run after an interruption
+        if any(r.is_default and r.budget == top and _default_finished(r.result) for r in self.run.trials()):
+            return  # a resumed run that has it
+        earlier = self._told_default(top)
+        if earlier is not None:
+            log.info("running the default configuration again: no earlier attempt finished")
+            self.submit(earlier)
+            return
         # A deterministic scenario runs every configuration with one seed, which the intensifier
         # only knows once asked: take it from the first trial, so that Hyperband's own default
         # trial at the top budget is recognized as this one.
@@ -294,6 +348,21 @@ class _Optimizer:
         self.smac.optimizer.save()
         self.submit(info)
         self.submit(first)
+
+    def _told_default(self, top: float) -> Any:
+        """SMAC's trial of the default at ``top`` from an earlier process (told, or listed as running),
+        so that re-running it overwrites that one entry; None if SMAC has none."""
+        from smac.runhistory.dataclasses import TrialInfo
+
+        rh = self.smac.runhistory
+        if not rh.has_config(self.default):
+            return None
+        config_id = rh.get_config_id(self.default)
+        for key in list(rh):
+            info = TrialInfo(config=self.default, instance=key.instance, seed=key.seed, budget=key.budget)
+            if key.config_id == config_id and self.budget_of(info) == top:
+                return info
+        return None
 
     def _abandon(self, why: str) -> None:
         for future, pending in list(self.pending.items()):
@@ -397,7 +466,9 @@ def _rerun_interrupted(loop: _Optimizer) -> None:
     from smac.runhistory.enumerations import StatusType
 
     rh = loop.smac.runhistory
-    stored = {(r.config_id, r.budget): r for r in loop.run.trials()}
+    # A lost row is an attempt without a result (a default whose worker died, a trial abandoned
+    # past the deadline): run it again rather than tell SMAC a crash.
+    stored = {(r.config_id, r.budget): r for r in loop.run.trials() if r.status is not TrialStatus.LOST}
     for key, value in list(rh.items()):
         if value.status == StatusType.RUNNING:
             config = rh.get_config(key.config_id)
