@@ -295,7 +295,25 @@ def _add_analysis_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--export", default=None, type=_plot_file, help="plot file: .png, .svg or .pdf")
     p.add_argument("--csv", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--importance", action="store_true",
+                   help="also rank the hyperparameters per objective (a few seconds: fits random forests; "
+                        "the full table: autodsnn importance RUN)")
     p.set_defaults(func=_cmd_pareto)
+    p = sub.add_parser("importance", help="which hyperparameters matter, per objective (permutation importance)",
+                       description="Permutation importance of a random forest fitted to a run's trials, per "
+                                   "objective, measured on held-out trials (cross-fitting); optionally marginal plots "
+                                   "of the most important hyperparameters.")
+    p.add_argument("run")
+    p.add_argument("--objectives", default=None, help="comma-separated (default: the run's)")
+    p.add_argument("--budget", default="max", type=_budget,
+                   help="max (default: the highest budget with enough trials), all (every budget pooled, budget "
+                        "as a feature) or a number of epochs")
+    p.add_argument("--seed", default=0, type=int, help="seed of the forests, folds and shuffles (default 0)")
+    p.add_argument("--json", default=None, help="also write the importances to this JSON file")
+    p.add_argument("--plots", default=None, metavar="DIR",
+                   help="write DIR/marginal-OBJECTIVE.png: the objective against its top hyperparameters")
+    p.add_argument("--top", default=3, type=int, help="hyperparameters per marginal plot (default 3)")
+    p.set_defaults(func=_cmd_importance)
     p = sub.add_parser("report", help="one self-contained HTML report of a run")
     p.add_argument("run")
     p.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
@@ -320,6 +338,7 @@ def _objectives(text: str | None) -> tuple[str, ...] | None:
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
+    from .analysis.importance import importance_or_reason
     from .analysis.pareto import comparison_text, footprint, front_info, hypervolume_curve, usable_trials
     from .analysis.summary import footprint_text
     from .trial.objectives import show
@@ -337,6 +356,8 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
         spent = footprint(infos[-1].all_trials)
         by_energy = [] if not args.json else \
             hypervolume_curve(run, infos[-1].objectives, infos[-1].ref, infos[-1].budget, against="energy")
+        importance, why = importance_or_reason(run, infos[-1].objectives, args.budget) if args.importance else \
+            (None, "")
     print(footprint_text(spent))
     rows = []
     for info in infos:
@@ -362,12 +383,22 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
             w.writeheader()
             w.writerows(rows)
         print(f"wrote {args.csv}")
+    if args.importance:
+        if importance is None:
+            print(f"hyperparameter importance: {why}")
+        else:
+            where = "all budgets pooled" if importance.budget is None else f"budget {importance.budget:g} epochs"
+            print(f"hyperparameter importance at {where}, {importance.trials} trials (most important first; "
+                  "the table: autodsnn importance RUN):")
+            print(importance.short())
     if args.json:
         payload = {"fronts": [{"budget": i.budget, "objectives": list(i.objectives), "hypervolume": i.hypervolume,
                                "reference_point": i.ref.tolist(),
                                "front": [r for r in rows if r["budget"] == i.budget]} for i in infos],
                    "footprint": dataclasses.asdict(spent),
                    "hypervolume_against_energy_kwh": [{"energy_kwh": x, "hypervolume": hv} for x, hv in by_energy]}
+        if args.importance:
+            payload["importance"] = importance.to_dict() if importance is not None else {"error": why}
         Path(args.json).write_text(json.dumps(payload, indent=2, default=str))
         print(f"wrote {args.json}")
     return 0
@@ -415,6 +446,8 @@ def _pareto_runs(args: argparse.Namespace) -> int:
 
     if args.budget == "all":
         raise CLIError("--budget all shows one run's fronts per budget: give one run, or max or a number")
+    if args.importance:
+        raise CLIError("--importance ranks one run's hyperparameters: give one run (or use autodsnn importance)")
     with ExitStack() as stack:
         runs = [stack.enter_context(Run.open(r)) for r in args.run]
         info = multi_run_info(runs, _objectives(args.objectives), args.budget, args.ref)
@@ -432,6 +465,32 @@ def _pareto_runs(args: argparse.Namespace) -> int:
                                                "reference_point": info.ref.tolist(), "hypervolumes": info.hypervolumes,
                                                "median_hypervolume": med}, indent=2))
         print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_importance(args: argparse.Namespace) -> int:
+    from .analysis.importance import hyperparameter_importance
+    from .analysis.plots import plot_marginals
+    from .store import Run
+
+    if args.top < 1:
+        raise CLIError(f"--top {args.top}: give at least 1 hyperparameter per plot")
+    with Run.open(args.run) as run:
+        result = hyperparameter_importance(run, _objectives(args.objectives), args.budget, seed=args.seed)
+        rows = run.trials() if args.plots else []
+    print(result.text())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
+        print(f"wrote {args.json}")
+    if args.plots:
+        for objective, ranked in result.per_objective.items():
+            top = ranked.top(args.top)
+            if not top:
+                print(f"no marginal plot for {objective}: no hyperparameter has a positive importance")
+                continue
+            path = plot_marginals(rows, objective, top, Path(args.plots) / f"marginal-{objective}.png",
+                                  title=f"{objective} against its {len(top)} most important hyperparameters")
+            print(f"wrote {path}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Drawing fronts and hypervolume curves with matplotlib (imported lazily).
+"""Drawing fronts, hypervolume curves and marginal plots with matplotlib (imported lazily).
 
 The plots only draw what :mod:`autodsnn.analysis.pareto` computed; the format follows the file
 extension (png, svg, pdf). Figures are made with matplotlib's object API (``Figure``), never
@@ -12,8 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..store import TrialRow
 from ..trial import TrialStatus
 from ..trial.objectives import label
+from .importance import BUDGET_FEATURE, INACTIVE, category_order, is_categorical
 from .pareto import FrontInfo
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -140,3 +142,77 @@ def plot_runs(info: Any, path: str | Path, *, title: str | None = None) -> Path:
         ax.set_yscale("log")
     return _save(fig, ax, path, xlabel=label(ox), ylabel=label(oy),
                  title=title or f"{len(info.infos)} runs: median hypervolume {info.median_hypervolume:.4g}")
+
+
+def _value(row: TrialRow, name: str) -> Any:
+    """A hyperparameter's value in a trial (None: inactive there); "budget" is the trial's budget
+    unless the configuration has a hyperparameter of that name."""
+    if name == BUDGET_FEATURE and name not in row.config:
+        return row.budget
+    return row.config.get(name)
+
+
+def plot_marginals(rows: Sequence[TrialRow], objective: str, hyperparameters: Sequence[str], path: str | Path, *,
+                   title: str | None = None, dpi: int = 150) -> Path:
+    """Marginal plots: ``objective`` against each of ``hyperparameters`` (one panel each, shared
+    y axis), every successful trial that has the objective a point coloured by its budget.
+
+    A categorical hyperparameter gets a categorical axis (its values in a stable order, points
+    jittered sideways, trials where it is inactive in an "inactive" column); a numeric one a
+    linear or, spanning more than 30x, a log axis (an integer one with few values jittered
+    sideways too), leaving out the trials where it is inactive (their number is in the axis
+    label). "budget" is the trials' budget unless a hyperparameter has that name. Raises
+    ValueError for an unknown file format or when no trial has the objective."""
+    path = Path(path)
+    _check_format(path)
+    trials = [r for r in rows if r.status is TrialStatus.OK and objective in r.objectives]
+    if not trials or not hyperparameters:
+        raise ValueError(f"nothing to draw: no successful trial with objective {objective} or no hyperparameter")
+    from matplotlib.figure import Figure
+
+    k = len(hyperparameters)
+    fig = Figure(figsize=(2.0 + 3.2 * k, 3.8), layout="constrained")  # room for the shared colorbar
+    axes = fig.subplots(1, k, sharey=True, squeeze=False)[0]
+    y_all = np.array([r.objectives[objective] for r in trials])
+    budgets = np.log([r.budget for r in trials])
+    norm = {"vmin": budgets.min(), "vmax": budgets.max(), "cmap": "viridis"}
+    jitter = np.random.default_rng(0).uniform(-0.18, 0.18, len(trials))  # fixed: the same picture every time
+    sc = None
+    for ax, name in zip(axes, hyperparameters):
+        values = [_value(r, name) for r in trials]
+        active = [v for v in values if v is not None]
+        if not active or is_categorical(active):
+            cats = category_order(active) + ([INACTIVE] if len(active) < len(values) else [])
+            where = {repr(c): i for i, c in enumerate(cats)}
+            x = np.array([where[repr(v if v is not None else INACTIVE)] for v in values], dtype=float)
+            sc = ax.scatter(x + jitter, y_all, c=budgets, s=20, alpha=0.7, edgecolors="none", **norm)
+            ax.set_xticks(range(len(cats)), [str(c) for c in cats], rotation=30 if len(cats) > 4 else 0,
+                          fontsize=8)
+            ax.set_xlabel(name)
+        else:
+            keep = np.array([v is not None for v in values])
+            x = np.array([float(v) for v in active])
+            log_axis = _wants_log(x)
+            few_ints = not log_axis and all(isinstance(v, int) for v in active) and len(set(active)) <= 12
+            if few_ints:  # bits, depths: trials on one value would hide each other
+                x = x + jitter[keep] * 0.6
+            sc = ax.scatter(x, y_all[keep], c=budgets[keep], s=20, alpha=0.7, edgecolors="none", **norm)
+            if log_axis:
+                ax.set_xscale("log")
+            elif few_ints:  # no ticks between integers
+                from matplotlib.ticker import MaxNLocator
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            left_out = len(values) - len(active)
+            ax.set_xlabel(name + (f" ({left_out} inactive not shown)" if left_out else ""))
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel(label(objective))
+    if _wants_log(y_all):
+        axes[0].set_yscale("log")
+    levels = sorted({r.budget for r in trials})
+    cbar = fig.colorbar(sc, ax=list(axes), ticks=[math.log(b) for b in levels])
+    cbar.ax.set_yticklabels([f"{b:g}" for b in levels])
+    cbar.set_label("budget (epochs)")
+    fig.suptitle(title or f"{label(objective)} against {', '.join(hyperparameters)}", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -12,8 +13,9 @@ from ..store import Run, TrialRow
 from ..trial import TrialStatus
 from ..trial.energy import format_energy
 from ..trial.objectives import label, show
+from .importance import RunImportance, importance_or_reason
 from .pareto import comparison_text, footprint, front_info, hypervolume_curve
-from .plots import plot_front, plot_hypervolume, point_label
+from .plots import plot_front, plot_hypervolume, plot_marginals, point_label
 from .summary import footprint_text
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -82,6 +84,31 @@ def _metrics_row(t: TrialRow, objectives: tuple[str, ...], comparison: dict[str,
     return f'<tr class="{cls}">' + "".join(cells) + "</tr>"
 
 
+def _importance_html(imp: RunImportance | None, why: str, rows: list[TrialRow], tmp: Path, top: int = 3) -> str:
+    """Per objective: the importance table and the marginal plots of its ``top`` hyperparameters."""
+    if imp is None:
+        return f"<p>{html.escape(why)}.</p>"
+    where = "all budgets pooled (budget as a feature)" if imp.budget is None else f"budget {imp.budget:g} epochs"
+    parts = [f"<p class='muted'>{html.escape(imp.method)}, at {html.escape(where)}, {imp.trials} trials, "
+             f"seed {imp.seed}. Importance: the increase of the held-out squared error when the hyperparameter "
+             "is shuffled, over the objective's variance (0 = no effect, about 2 = it alone determines the "
+             "objective). The marginal plots show every successful trial, coloured by budget."
+             + (f" The same in every trial (not ranked): {html.escape(', '.join(imp.constant))}." if imp.constant
+                else "") + "</p>"]
+    for o, res in imp.per_objective.items():
+        fit = "constant objective" if math.isnan(res.r2) else f"forest R<sup>2</sup> {res.r2:.2f} on held-out trials"
+        table = "".join(f"<tr><td class='l'>{html.escape(i.hyperparameter)}</td><td>{i.mean:.3f}</td>"
+                        f"<td>{i.std:.3f}</td></tr>" for i in res.importances)
+        parts.append(f"<h3>{html.escape(label(o))}</h3><p class='muted'>{fit}"
+                     f"{', modelled as log10 of the value' if res.log_scale else ''}.</p>"
+                     "<table><tr><th class='l'>hyperparameter</th><th>importance</th><th>std</th></tr>"
+                     f"{table}</table>")
+        if res.top(top):
+            parts.append(_img(plot_marginals(rows, o, res.top(top), tmp / f"marginal-{o}.png",
+                                             title=f"{label(o)} against its most important hyperparameters")))
+    return "".join(parts)
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None, objectives: tuple[str, ...] | None = None) -> Path:
     """Write the HTML report of a run (default: RUN/report.html) and return its path."""
     with Run.open(run_dir) as run:
@@ -92,6 +119,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
         counts, elapsed = run.counts(), float(run.meta("elapsed_seconds") or 0.0)
         failures = [t for t in run.trials() if t.status is not TrialStatus.OK]
         spent = footprint(info.all_trials)  # every trial of the run, read once by front_info
+        importance, why = importance_or_reason(run, info.objectives)
     out = Path(out) if out else Path(run_dir) / "report.html"
     with tempfile.TemporaryDirectory() as tmp:
         front_png = plot_front(info, Path(tmp) / "front.png")
@@ -99,6 +127,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
         hv_energy_png = plot_hypervolume(energy_curve, Path(tmp) / "hypervolume-energy.png", against="energy",
                                          title="hypervolume against the search's energy")
         front_img, hv_img, hv_energy_img = _img(front_png), _img(hv_png), _img(hv_energy_png)
+        importance_html = _importance_html(importance, why, info.all_trials, Path(tmp))
     obj = info.objectives
     head = ("<tr><th class='l'>trial</th><th class='l'>design</th><th>budget</th>"
             + "".join(f"<th>{html.escape(label(o))}</th>" for o in obj)
@@ -134,6 +163,7 @@ measured spread (two standard errors of the error, half the IQR of repeated infe
 <div class="scroll"><table>{head}{''.join(rows)}</table></div>
 <h2>Default configuration</h2><div class="scroll">\
 <table>{head}{default_row or '<tr><td class="l">the default has no result at this budget</td></tr>'}</table></div>
+<h2>Which hyperparameters matter</h2>{importance_html}
 <h2>The search's own footprint</h2>
 <p>{html.escape(footprint_text(spent))}.</p>
 <h2>Hypervolume over time</h2>{hv_img}
