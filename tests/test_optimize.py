@@ -68,7 +68,7 @@ def test_existing_dask_scheduler(tmp_path):
         worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
                                    "--nworkers", "1", "--no-dashboard"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, env=env)
-        optimize(Experiment(**{**TINY, "workers": 1}, budget=30, scheduler=address), tmp_path / "run")
+        optimize(Experiment(**{**TINY, "workers": 1}, budget=120, trials=3, scheduler=address), tmp_path / "run")
         assert summary_of(tmp_path / "run").counts.get("ok", 0) >= 2
     finally:
         for p in (worker, sched):
@@ -132,11 +132,13 @@ def _write(path: Path, text: str) -> str:
 
 
 def test_failing_trials_recorded_and_run_goes_on(tmp_path):
-    # shift_max below -64 is impossible: those trials fail with a reason, the others succeed.
+    # shift_max below -64 is impossible: those trials fail with a reason, the others succeed. A trial
+    # cap (not a short wall clock) ends the run: the same trials on a loaded machine as on an idle one.
     space = _write(tmp_path / "bad.yaml", "hyperparameters:\n"
                    "  shift_type: {choices: [q], default: q}\n"
-                   "  shift_max: {low: -80, high: 0, type: int, default: 0}\n")
-    optimize(Experiment(**{**TINY, "space": space, "max_budget": 1, "min_budget": 1}, budget=25), tmp_path / "run")
+                   "  shift_max: {low: -200, high: 0, type: int, default: 0}\n")
+    optimize(Experiment(**{**TINY, "space": space, "max_budget": 1, "min_budget": 1}, budget=300, trials=8),
+             tmp_path / "run")
     trials = rows(tmp_path / "run")
     failed = [t for t in trials if t.status == "failed"]
     assert failed and all("shift_max" in t.reason for t in failed)

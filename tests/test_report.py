@@ -109,7 +109,7 @@ def test_report_opens_in_headless_chromium(tmp_path):
 
 def test_retrain_on_a_real_small_run(tmp_path):
     exp = Experiment(dataset="mnist", model="mnist-fc", space="small", train_subset=0.02, val_fraction=0.05,
-                     min_budget=1, max_budget=1, workers=2, budget=20, fixed={"batch_size": 64})
+                     min_budget=1, max_budget=1, workers=2, budget=300, trials=3, fixed={"batch_size": 64})
     optimize(exp, tmp_path / "run")
     out = tmp_path / "retrained"
     assert main(["retrain", str(tmp_path / "run"), "--pick", "min-error", "--epochs", "0.3", "--out", str(out)]) == 0
