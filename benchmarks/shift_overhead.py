@@ -3,7 +3,7 @@
 Interleaved rounds (every configuration runs a few steps each round, so machine noise hits all
 alike); the table reports the median step time and its ratio to float.
 
-    python benchmarks/shift_overhead.py [--rounds 7] [--steps 5] [--batch 64]
+    python benchmarks/shift_overhead.py [--rounds 7] [--steps 5] [--batch 64] [--threads N]
 """
 from __future__ import annotations
 
@@ -37,7 +37,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch,))
@@ -72,7 +75,8 @@ def main() -> None:
     print(f"{args.model} training step, batch {args.batch}, CPU threads {torch.get_num_threads()}, "
           f"median of {args.rounds * args.steps} interleaved steps")
     print(markdown_table(["configuration", "step ms", "x float"], rows))
-    path = write_json("shift_overhead", {"model": args.model, "batch": args.batch, "results": out})
+    path = write_json("shift_overhead", {"model": args.model, "batch": args.batch, "threads": torch.get_num_threads(),
+                                         "results": out})
     print(f"wrote {path}")
 
 

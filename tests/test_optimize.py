@@ -77,11 +77,12 @@ def test_existing_dask_scheduler(tmp_path):
                 p.wait(timeout=30)
 
 
-def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path):
+@pytest.mark.parametrize("strategy", ["smac", "hyperband", "random"])
+def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path, strategy):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "autodsnn", "optimize", "--dataset", "mnist", "--model", "mnist-fc", "--space",
            "small", "--train-subset", "0.02", "--min-budget", "1", "--max-budget", "3", "--workers", "2",
-           "--run-dir", str(run_dir)]
+           "--optimizer", strategy, "--run-dir", str(run_dir)]
     proc = subprocess.Popen(cmd + ["--budget", "120s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     db = run_dir / "trials.sqlite"
