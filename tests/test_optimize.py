@@ -335,3 +335,15 @@ def test_a_default_that_fails_inside_the_trial_still_stops_the_run(tmp_path):
     with pytest.raises(OptimizeError, match="the default configuration failed, so every trial would: .*shift_max"):
         optimize(Experiment(**{**TINY, "space": space}, budget=60), tmp_path / "run", trial_fn=_default_raises)
     assert [t.status for t in _defaults_at_top(tmp_path / "run")] == ["failed"]  # not run again
+
+
+def test_resume_under_another_path_keeps_the_smac_state(tmp_path):
+    """A run folder moved (or named relatively when it was made absolutely) resumes without SMAC
+    prompting about a changed scenario (its saved scenario names the folder)."""
+    optimize(Experiment(**TINY, budget=120, trials=3), tmp_path / "made")
+    (tmp_path / "made").rename(tmp_path / "moved")
+    out = subprocess.run([sys.executable, "-m", "autodsnn", "optimize", "--resume", "moved", "--budget", "240s",
+                          "--trials", "5"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(rows(tmp_path / "moved")) == 5

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -28,12 +29,15 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
 
     objectives = list(experiment.objectives)
     costs = crash_costs(objectives)
-    scenario = Scenario(space, name="smac", output_directory=run_dir / "smac", deterministic=True,
+    # Absolute: the saved scenario names its folder, and SMAC prompts on resume when the new one differs.
+    scenario = Scenario(space, name="smac", output_directory=Path(run_dir).resolve() / "smac", deterministic=True,
                         objectives=objectives if len(objectives) > 1 else objectives[0],
                         crash_cost=costs if len(costs) > 1 else costs[0],
                         n_trials=10 ** 9,  # we cap trials and time ourselves: the scenario never changes
                         min_budget=float(experiment.min_budget), max_budget=float(experiment.max_budget),
                         seed=int(experiment.seed))
+    if not overwrite:
+        _adopt_folder(scenario)
     default = space.get_default_configuration()
     kwargs: dict[str, Any] = {"overwrite": overwrite, "logging_level": logging.ERROR}
     facade: Any = {"smac": MultiFidelityFacade, "hyperband": HyperbandFacade, "random": RandomFacade}[
@@ -50,6 +54,19 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return facade(scenario, target_function=_smac_target, **kwargs)
+
+
+def _adopt_folder(scenario: Any) -> None:
+    """A run folder resumed under another path (moved, copied, named relatively when it was made
+    absolutely) keeps its SMAC state: the saved scenario's folder is set to where it is now, the
+    one setting a move changes, so SMAC sees the same scenario instead of prompting."""
+    saved = Path(scenario.output_directory) / "scenario.json"
+    if not saved.exists():
+        return
+    data = json.loads(saved.read_text())
+    if data.get("output_directory") != str(scenario.output_directory):
+        data["output_directory"] = str(scenario.output_directory)
+        saved.write_text(json.dumps(data, indent=2))
 
 
 def _smac_target(config: Any, seed: int = 0, budget: float = 0.0) -> float:

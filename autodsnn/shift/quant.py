@@ -66,7 +66,10 @@ class CodeSet:
         mode = weight_mode(self.mode)
         if self.has_zero is None:
             object.__setattr__(self, "has_zero", mode.has_zero)
-        elif not isinstance(self.has_zero, bool) or not mode.allows(self.has_zero):
+        elif not isinstance(self.has_zero, bool):
+            raise ShiftConfigError(f"zero_level={self.has_zero!r} must be True, False or None (the mode's own "
+                                   "code set)")
+        elif not mode.allows(self.has_zero):
             raise ShiftConfigError(
                 f"mode {self.mode!r} has {'a' if mode.has_zero else 'no'} zero level and no other code set: "
                 f"zero_level={self.has_zero!r} is not available: leave zero_level unset, or use "
