@@ -1,4 +1,5 @@
 """End-to-end tests of `autodsnn optimize` with real SMAC, real Dask and real MNIST."""
+import importlib
 import json
 import os
 import signal
@@ -181,7 +182,9 @@ def _killing_trial(request):
                        analytic={"energy_pj_per_sample": 1.0, "model_bits": 1})
 
 
-def test_a_trial_that_kills_its_worker_is_recorded_and_the_run_goes_on(tmp_path):
+def test_a_trial_that_kills_its_worker_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    optimize_module = importlib.import_module("autodsnn.search.optimize")  # the package exports the function
+    monkeypatch.setattr(optimize_module, "STOP_GRACE_SECONDS", 20.0)  # a pending trial is given up sooner
     space = _write(tmp_path / "s.yaml", "hyperparameters:\n"
                    "  shift_type: {choices: [ps, q, dense], default: ps}\n"
                    "  lr: {low: 0.001, high: 0.1, log: true, default: 0.01}\n")
