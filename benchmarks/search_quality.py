@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from autodsnn.analysis.pareto import front_info, hypervolume, non_dominated, reference_point
+from autodsnn.analysis.pareto import front_info, hypervolume_curve, reference_point
 from autodsnn.search.experiment import Experiment, parse_duration
 from autodsnn.search.optimize import optimize
 from autodsnn.store import Run
@@ -67,18 +67,9 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, int], Path]:
 
 
 def curve(run: Run, objectives: tuple[str, ...], ref: np.ndarray) -> list[tuple[float, float]]:
-    """(seconds since the run's first trial started, hypervolume of the top-budget front so far)."""
-    info = front_info(run, objectives, "max", ref)
-    every = sorted(info.all_trials, key=lambda r: r.ended_at or 0.0)
-    start = min((r.started_at or r.ended_at or 0.0) for r in every)
-    top = {id(r) for r in info.trials}
-    points, out = [], [(0.0, 0.0)]
-    for row in every:
-        if id(row) in top:
-            points.append([row.objectives[o] for o in objectives])
-            p = np.array(points)
-            out.append((float((row.ended_at or 0.0) - start), hypervolume(p[non_dominated(p)], ref)))
-    return out
+    """(seconds since the run's first trial started, hypervolume of the top-budget front so far),
+    starting at (0, 0)."""
+    return [(0.0, 0.0)] + hypervolume_curve(run, objectives, ref, "max", against="time")
 
 
 def at(c: list[tuple[float, float]], t: float) -> float:
@@ -189,8 +180,6 @@ def main() -> None:
     payload = {"args": vars(args), **result}
     payload["optimizers"] = {n: {k: (None if v == float("inf") else v) for k, v in d.items()}
                              for n, d in result["optimizers"].items()}
-    for d in payload["optimizers"].values():
-        d["time_to_random_final_hv_s"] = [x for x in d["time_to_random_final_hv_s"]]
     print(f"wrote {write_json(args.name, payload)} and {RESULTS / (args.name + '.png')}")
 
 
