@@ -77,7 +77,9 @@ def test_each_interval_is_charged_once_when_the_window_ends_on_a_sampler_tick(mo
     after_start = sum(charged[1:])  # the start-up sample charges the tracker's first ~2 ms
     assert meter.reading.valid, meter.reading.missing
     assert after_start <= wall, f"{after_start:.3f} s charged for {wall:.3f} s of wall time: {charged}"
-    assert after_start > 0.2 * ticks - 0.1, charged  # and the window itself is charged
+    # and the window itself is charged: per tick 0.2 s less the slow sample's own 30 ms, which
+    # CodeCarbon leaves uncharged (its mark moves after the sample); 20% slack for scheduling
+    assert after_start > 0.8 * (0.2 - 0.03) * ticks, charged
 
 
 def test_a_window_too_short_or_empty_is_missing_not_free():
