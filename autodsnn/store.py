@@ -4,7 +4,8 @@
       experiment.yaml     the experiment as resolved, for people (--resume reads the database's copy)
       trials.sqlite       one row per trial, committed the moment the trial finishes
       smac/               SMAC's own output (runhistory, intensifier state)
-      checkpoints/        per-configuration checkpoints (Hyperband promotions continue from them)
+      checkpoints/        per-configuration checkpoints (Hyperband promotions continue from them;
+                          search.checkpoints: unused when the run names a --checkpoint-store URL)
       logs/               one JSON file per trial
 
 SQLite in WAL mode: readers (``autodsnn status``, the Pareto analysis) work while a run writes.
@@ -27,7 +28,7 @@ import yaml
 
 from .errors import AutoDSNNError
 from .trial.objectives import OBJECTIVES, all_objective_values
-from .trial.records import TrialResult, TrialStatus
+from .trial.records import TRANSIENT_FIELDS, TrialResult, TrialStatus
 
 SCHEMA_VERSION = 2  # 2: a column per scalar result field and per objective, traceback kept
 
@@ -36,7 +37,8 @@ _BOOKKEEPING = {"trial_id": "INTEGER PRIMARY KEY", "config_id": "INTEGER", "conf
                 "told": "TEXT", "result": "TEXT"}
 # Scalar fields of the result (dicts and lists live in the JSON only); budget is bookkeeping.
 _RESULT_COLUMNS = tuple(f.name for f in dataclasses.fields(TrialResult)
-                        if f.default_factory is dataclasses.MISSING and f.name != "budget")
+                        if f.default_factory is dataclasses.MISSING and f.name != "budget"
+                        and f.name not in TRANSIENT_FIELDS)
 _OBJECTIVE_COLUMNS = {name: f"objective_{name}" for name in OBJECTIVES}
 _COLUMNS = {**_BOOKKEEPING, **{c: "" for c in _RESULT_COLUMNS}, **{c: "REAL" for c in _OBJECTIVE_COLUMNS.values()}}
 
@@ -197,18 +199,3 @@ class Run:
     def counts(self) -> dict[TrialStatus, int]:
         rows = self._conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall()
         return {TrialStatus(s): n for s, n in rows}
-
-    def checkpoint_path(self, config_id: int, budget: float) -> Path:
-        return self.path / "checkpoints" / f"config{config_id}-budget{budget:g}.pt"
-
-    def best_checkpoint_below(self, config_id: int, budget: float) -> Path | None:
-        """The highest-budget checkpoint of this configuration at or below ``budget``."""
-        best, best_budget = None, -1.0
-        for p in (self.path / "checkpoints").glob(f"config{config_id}-budget*.pt"):
-            try:
-                b = float(p.stem.split("budget", 1)[1])
-            except ValueError:
-                continue
-            if best_budget < b <= budget:
-                best, best_budget = p, b
-        return best

@@ -52,32 +52,6 @@ def test_end_to_end_local_cluster(tmp_path):
     assert (tmp_path / "run" / "smac" / "smac").exists()
 
 
-def test_existing_dask_scheduler(tmp_path):
-    sched_file = tmp_path / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                              "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    worker = None
-    try:
-        for _ in range(100):
-            if sched_file.exists() and sched_file.stat().st_size:
-                break
-            time.sleep(0.2)
-        address = json.loads(sched_file.read_text())["address"]
-        assert address.startswith("tcp://127.0.0.1:")
-        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                                   "--nworkers", "1", "--no-dashboard"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, env=env)
-        optimize(Experiment(**{**TINY, "workers": 1}, budget=120, trials=3, scheduler=address), tmp_path / "run")
-        assert summary_of(tmp_path / "run").counts.get("ok", 0) >= 2
-    finally:
-        for p in (worker, sched):
-            if p is not None:
-                p.terminate()
-                p.wait(timeout=30)
-
-
 @pytest.mark.parametrize("strategy", ["smac", "hyperband", "random"])
 def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path, strategy):
     run_dir = tmp_path / "run"

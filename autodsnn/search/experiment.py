@@ -66,7 +66,15 @@ class Experiment:
     trials: int | None = _setting(None, "stop after this many trials", parse=int)
     trial_timeout: float | None = _setting(None, "cap one trial: e.g. 10m")
     workers: int = _setting(2, "local Dask worker processes", parse=int)
-    scheduler: str | None = _setting(None, "address of an existing Dask scheduler, tcp://host:port")
+    scheduler: str | None = _setting(None, "an existing Dask scheduler: its address (tcp://host:port, tls://host:port) "
+                                           "or its scheduler file (JSON)")
+    tls_ca_file: str | None = _setting(None, "TLS: the certificate authority a tls:// scheduler's certificate is "
+                                             "checked against (default: Dask's distributed.comm.tls config)")
+    tls_cert: str | None = _setting(None, "TLS: this client's certificate (PEM)")
+    tls_key: str | None = _setting(None, "TLS: this client's private key (PEM; default: inside --tls-cert)")
+    checkpoint_store: str | None = _setting(None, "where trial checkpoints go: default the run folder (sent "
+                                                  "through Dask to remote workers); a folder every worker mounts, "
+                                                  "or an fsspec URL (s3://, gs://, file://)")
     seed: int = _setting(0, "seed of SMAC and of every trial", parse=int)
     data_dir: str | None = _setting(None, "where the data set's files are")
     val_fraction: float = _setting(0.1, "fraction of the training split held out for validation", parse=float)
@@ -152,7 +160,8 @@ class Experiment:
                     inference_repeats=self.inference_repeats, inference_batch=self.inference_batch)
 
     # Settings that may change on --resume without changing what the run is.
-    RESUMABLE = ("budget", "trials", "trial_timeout", "workers", "scheduler", "device", "data_dir")
+    RESUMABLE = ("budget", "trials", "trial_timeout", "workers", "scheduler", "device", "data_dir", "tls_ca_file",
+                 "tls_cert", "tls_key", "checkpoint_store")
 
     def differences(self, other: "Experiment") -> list[str]:
         """Settings that differ and would make ``other`` a different run."""

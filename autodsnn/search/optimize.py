@@ -14,7 +14,9 @@ Dask workers and owns everything around that:
 * failures (exceptions, divergence, a worker killed by the OOM killer) become failed trials
   with their reason, told to SMAC as crashes, and the run goes on;
 * Hyperband promotions continue from the lower-budget checkpoint of the same configuration
-  (the LR schedule spans ``max_budget``, so continuing equals training from scratch);
+  (the LR schedule spans ``max_budget``, so continuing equals training from scratch), on
+  whichever worker they run: checkpoints reach remote workers through Dask or a storage URL
+  (search.checkpoints), and every path a worker gets is absolute, resolved here;
 * ``resume=True`` continues a run after Ctrl-C, a crash or kill -9: SMAC reloads its state
   (the scenario is kept identical, so SMAC never prompts), trials that were running are run
   again, and the wall-clock budget continues from what was used.
@@ -37,7 +39,8 @@ from ..trial import HParams, TrialRequest, TrialResult, TrialStatus
 from ..trial.hparams import plain
 from ..trial.objectives import crash_costs, objective_values, show
 from ..zoo import dataset_info, find_local, load_dataset, normalize_name, num_convertible_layers
-from .cluster import start_client, worker_slots
+from .checkpoints import CheckpointStore, choose_transport
+from .cluster import security, start_client, worker_slots
 from .experiment import Experiment, ExperimentError
 from .facade import build_facade
 from .space import load_space
@@ -94,14 +97,19 @@ class _Pending:
     budget: float
     started: float
     is_default: bool
+    checkpoint: str | None = None   # where its checkpoint goes (run folder or URL)
+    resume: str | None = None       # the checkpoint it continues from
 
 
 class _Optimizer:
     """The ask -> submit -> wait -> tell -> store loop (one instance per run)."""
 
     def __init__(self, experiment: Experiment, run: Run, facade: Any, client: Any, slots: int, threads: int,
-                 deadline: float, elapsed_before: float, trial_fn: TrialFunction = run_trial_task) -> None:
+                 deadline: float, elapsed_before: float, trial_fn: TrialFunction = run_trial_task,
+                 checkpoints: CheckpointStore | None = None, transport: str = "shared") -> None:
         self.exp, self.run, self.smac, self.client = experiment, run, facade, client
+        self.checkpoints = checkpoints or CheckpointStore(run.path / "checkpoints")
+        self.transport = transport
         self.trial_fn = trial_fn
         self.slots, self.threads, self.deadline = slots, threads, deadline
         self.elapsed_before = elapsed_before
@@ -112,7 +120,7 @@ class _Optimizer:
         self.default_retries: dict[tuple[int, float], int] = {}  # (config id, budget) -> re-runs so far
         self.exhausted = False
         self.warned_budget = False
-        self.task = experiment.task()
+        self.task = experiment.task().with_absolute_paths()
         self.default = facade.scenario.configspace.get_default_configuration()
 
     # -- bookkeeping --
@@ -131,17 +139,26 @@ class _Optimizer:
         config = _plain_config(info.config)
         config_id = self.smac.runhistory.get_config_id(info.config)
         budget = self.budget_of(info)
-        checkpoint = self.run.checkpoint_path(config_id, budget)
-        resume = self.run.best_checkpoint_below(config_id, budget)
+        checkpoint = self.checkpoints.location(config_id, budget)
+        resume = self.checkpoints.best_below(config_id, budget)
+        blob = None
+        if resume is not None and self.transport == "dask":
+            try:
+                blob = self.checkpoints.read_bytes(resume)
+            except OSError as exc:
+                log.warning(f"checkpoint {resume} cannot be read ({exc}): the promotion trains from scratch")
+                resume = None
         trial_deadline = self.deadline
         if self.exp.trial_timeout:
             trial_deadline = min(trial_deadline, time.time() + self.exp.trial_timeout)
         request = TrialRequest(hparams={**self.exp.fixed, **config}, budget=budget, task=self.task,
-                               seed=int(self.exp.seed), threads=self.threads, checkpoint=str(checkpoint),
-                               resume_from=str(resume) if resume else None, deadline=trial_deadline)
+                               seed=int(self.exp.seed), threads=self.threads, checkpoint=checkpoint,
+                               resume_from=resume, deadline=trial_deadline,
+                               checkpoint_via="dask" if self.transport == "dask" else "path", resume_blob=blob)
         future = self.client.submit(self.trial_fn, request, pure=False,
                                     key=f"trial-c{config_id}-b{budget:g}-{time.time_ns()}")
-        self.pending[future] = _Pending(info, config_id, config, budget, time.time(), info.config == self.default)
+        self.pending[future] = _Pending(info, config_id, config, budget, time.time(), info.config == self.default,
+                                        checkpoint, resume)
 
     def fill(self) -> None:
         """Ask SMAC for trials until every slot is busy. A (config, budget) that already finished
@@ -202,6 +219,7 @@ class _Optimizer:
             why = "its worker died (killed, e.g. by the out-of-memory killer)" if died else str(exc)
             result = TrialResult.failed(f"worker failure: {name}: {why}".splitlines()[0], budget=pending.budget,
                                         wall_time=time.time() - pending.started, hparams=pending.config)
+        self._keep_checkpoint(pending, result)
         key = (pending.config_id, pending.budget)
         if died and pending.is_default:
             retries = self.default_retries.get(key, 0)
@@ -242,12 +260,26 @@ class _Optimizer:
         self.default_retries[(pending.config_id, pending.budget)] = retry
         self.submit(pending.info)
 
+    def _keep_checkpoint(self, pending: _Pending, result: TrialResult) -> None:
+        """Store a checkpoint that came back through Dask, and record which one the trial continued."""
+        blob, result.checkpoint_blob = result.checkpoint_blob, None
+        if blob is not None and pending.checkpoint is not None:
+            try:
+                self.checkpoints.write_bytes(pending.checkpoint, blob)
+                result.checkpoint = pending.checkpoint
+            except OSError as exc:
+                result.checkpoint = None
+                log.warning(f"the checkpoint of config {pending.config_id} at budget {pending.budget:g} could not be "
+                            f"kept ({exc}): its promotion will train from scratch")
+        if result.resumed_from_epochs > 0:
+            result.resumed_from = pending.resume
+
     def _prune_checkpoints(self, config_id: int, budget: float) -> None:
         """Keep only the highest-budget checkpoint of a configuration (promotions continue from it)."""
-        keep = self.run.best_checkpoint_below(config_id, budget)
-        for p in (self.run.path / "checkpoints").glob(f"config{config_id}-budget*.pt"):
-            if keep is not None and p != keep:
-                p.unlink(missing_ok=True)
+        try:
+            self.checkpoints.prune(config_id, budget)
+        except OSError as exc:  # a storage hiccup must not stop the run
+            log.warning(f"could not prune the checkpoints of config {config_id}: {exc}")
 
     def _report(self, trial_id: int, pending: _Pending, result: TrialResult, objectives: dict[str, float]) -> None:
         counts = self.run.counts()
@@ -404,7 +436,14 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     """Run (or continue) an optimization into ``run_dir``; progress goes to the ``autodsnn.search``
     logger, every trial to the run's store (`autodsnn.analysis.summarize` reads the front back).
     ``trial_fn`` runs one trial on a worker (importable; the platform benchmark swaps in a sleeper)."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).expanduser().resolve()  # the same folder for every process that reads it
+    # Settings that can be wrong fail here, before a run folder exists.
+    sec = (security(experiment.scheduler, experiment.tls_ca_file, experiment.tls_cert, experiment.tls_key)
+           if experiment.scheduler and client is None else None)
+    try:
+        checkpoints = CheckpointStore(experiment.checkpoint_store or run_dir / "checkpoints")
+    except ValueError as exc:
+        raise ExperimentError(str(exc)) from None
     if resume:
         run = Run.open(run_dir)
         saved = Experiment.from_dict(run.experiment)
@@ -429,15 +468,17 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     own_client = client is None
     cluster = None
     if own_client:
-        client, cluster, slots, threads = start_client(experiment.workers, experiment.scheduler)
+        client, cluster, slots, threads = start_client(experiment.workers, experiment.scheduler, sec)
     else:
         slots, threads = worker_slots(client), 0
-    loop = _Optimizer(experiment, run, facade, client, slots, threads, deadline, elapsed_before, trial_fn)
+    transport = choose_transport(experiment.checkpoint_store, own_local_cluster=cluster is not None)
+    loop = _Optimizer(experiment, run, facade, client, slots, threads, deadline, elapsed_before, trial_fn,
+                      checkpoints, transport)
     log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} "
         f"({len(list(space.values()))} "
         f"hyperparameters, shift depth up to {max_layers}), objectives {', '.join(experiment.objectives)}, "
         f"budgets {experiment.min_budget:g}..{experiment.max_budget:g} epochs (eta {experiment.eta}), "
-        f"{slots} worker slot(s), "
+        f"{slots} worker slot(s), checkpoints {_describe_transport(transport, checkpoints)}, "
         + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))
     try:
         with warnings.catch_warnings():
@@ -459,6 +500,11 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
                 cluster.close()
         run.close()
     return RunOutcome(run_dir, stopped)
+
+
+def _describe_transport(transport: str, checkpoints: CheckpointStore) -> str:
+    where = {"shared": "in", "dask": "sent through Dask, kept in", "url": "at"}[transport]
+    return f"{where} {checkpoints.root}"
 
 
 def _rerun_interrupted(loop: _Optimizer) -> None:

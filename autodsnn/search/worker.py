@@ -5,23 +5,57 @@ import dataclasses
 import os
 import socket
 import time
+from pathlib import Path
 
 import torch
 
 from ..trial import EnergyMeter, TrialRequest, TrialResult, TrialStatus, run_request
+from .checkpoints import fetch, is_url, publish, trial_scratch
 
 
 def run_trial_task(request: TrialRequest) -> TrialResult:
     """Train one (configuration, budget) on this worker: set its torch threads (workers must not
-    oversubscribe cores), give it one GPU of several, and say which worker ran it."""
+    oversubscribe cores), give it one GPU of several, bring the checkpoint it continues from and
+    hand back the one it writes (search.checkpoints), and say which worker ran it."""
     if request.threads > 0 and torch.get_num_threads() != request.threads:
         torch.set_num_threads(request.threads)
     if request.task.device == "auto" and torch.cuda.device_count() > 1:
         device = f"cuda:{_worker_index() % torch.cuda.device_count()}"
         request = dataclasses.replace(request, task=dataclasses.replace(request.task, device=device))
-    result = run_request(request)
+    with trial_scratch() as scratch:
+        result = run_request(_with_local_checkpoints(request, scratch))
+        _hand_back_checkpoint(request, result)
     result.worker, result.threads = _worker_name(), torch.get_num_threads()
     return result
+
+
+def _with_local_checkpoints(request: TrialRequest, scratch: Path) -> TrialRequest:
+    """The request with checkpoints the trial can open as files: one that arrived as bytes or
+    lives at a URL is copied into ``scratch``, and a checkpoint bound for the driver or a URL is
+    written there first."""
+    changes: dict = {"resume_blob": None}
+    if request.resume_blob is not None:
+        local = scratch / "resume.pt"
+        local.write_bytes(request.resume_blob)
+        changes["resume_from"] = str(local)
+    elif is_url(request.resume_from):
+        changes["resume_from"] = str(fetch(request.resume_from, scratch))
+    if request.checkpoint is not None and (request.checkpoint_via == "dask" or is_url(request.checkpoint)):
+        changes["checkpoint"] = str(scratch / "checkpoint.pt")
+    return dataclasses.replace(request, **changes)
+
+
+def _hand_back_checkpoint(request: TrialRequest, result: TrialResult) -> None:
+    """Publish a checkpoint written to scratch: as bytes in the result (the driver stores it) or
+    to its URL. Called before the scratch folder goes."""
+    if result.checkpoint is None or request.checkpoint is None:
+        return
+    local = Path(result.checkpoint)
+    if request.checkpoint_via == "dask":
+        result.checkpoint_blob, result.checkpoint = local.read_bytes(), None
+    elif is_url(request.checkpoint):
+        publish(local, request.checkpoint)
+        result.checkpoint = request.checkpoint
 
 
 def _worker_name() -> str:

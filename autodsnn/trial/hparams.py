@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import AutoDSNNError
@@ -185,6 +186,13 @@ class Task:
                                parse=int)
     country: str | None = _hp(None, "ISO code of the country whose carbon intensity sets emissions "
                                     "(default $AUTODSNN_COUNTRY or DEU)")
+
+    def with_absolute_paths(self) -> "Task":
+        """This task with ``data_dir`` and ``weights`` made absolute where it is called (the driver),
+        so a worker in another working directory reads the same files. URLs stay as they are."""
+        def absolute(p: str | None) -> str | None:
+            return p if p is None or "://" in p else str(Path(p).expanduser().resolve())
+        return dataclasses.replace(self, data_dir=absolute(self.data_dir), weights=absolute(self.weights))
 
     def __post_init__(self) -> None:
         if not 0 <= self.val_fraction < 1:

@@ -39,9 +39,14 @@ class TrialRequest:
     task: Task
     seed: int = 0
     threads: int = 0                 # torch threads on the worker; 0 keeps the worker's setting
-    checkpoint: str | None = None    # where to save the trial's checkpoint
-    resume_from: str | None = None   # a lower-budget checkpoint of the same configuration
+    checkpoint: str | None = None    # where to save the trial's checkpoint: a path or an fsspec URL
+    resume_from: str | None = None   # a lower-budget checkpoint of the same configuration (path or URL)
     deadline: float | None = None    # time.time() after which the trial stops (cut short)
+    # "path": the worker reaches ``checkpoint`` and ``resume_from`` itself; "dask": the checkpoint to
+    # continue arrives as ``resume_blob`` and the new one goes back as the result's checkpoint_blob
+    # (workers without the driver's disk; search.checkpoints)
+    checkpoint_via: str = "path"
+    resume_blob: bytes | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -81,6 +86,10 @@ class TrialResult:
     worker: str | None = None            # host:pid of the Dask worker that ran it
     threads: int | None = None
     traceback: str | None = None         # of a failed trial
+    resumed_from: str | None = None      # the lower-budget checkpoint this trial continued (run folder or URL)
+    # The checkpoint itself, on its way from a remote worker to the driver (checkpoint_via="dask");
+    # the driver writes it into the run and drops it: never stored, never in to_dict().
+    checkpoint_blob: bytes | None = field(default=None, repr=False, metadata={"transient": True})
 
     def __post_init__(self) -> None:
         self.status = TrialStatus(self.status)
@@ -94,7 +103,13 @@ class TrialResult:
         return cls(status=TrialStatus.FAILED, reason=reason, budget=float(budget), **fields)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        blob, self.checkpoint_blob = self.checkpoint_blob, None  # asdict would copy the bytes first
+        try:
+            d = asdict(self)
+        finally:
+            self.checkpoint_blob = blob
+        for name in TRANSIENT_FIELDS:
+            d.pop(name, None)
         d["status"] = self.status.value
         return d
 
@@ -113,3 +128,7 @@ class TrialResult:
         return (f"{self.status}: val acc {acc:.2f}% after {self.epochs_done:g} epochs, {self.wall_time:.1f}s, "
                 f"training energy {format_energy(self.energy_kwh)}, emissions {emissions}"
                 + (f" ({self.reason})" if self.reason else ""))
+
+
+# Fields that travel between worker and driver but are never stored.
+TRANSIENT_FIELDS = tuple(f.name for f in dataclasses.fields(TrialResult) if f.metadata.get("transient"))
