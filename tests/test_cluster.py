@@ -183,3 +183,52 @@ def test_a_checkpoint_in_flight_is_never_stored(tmp_path):
         run.add(config_id=1, config={}, budget=1.0, seed=0, result=result)
         stored = run.trials()[0].result
     assert stored.checkpoint_blob is None
+
+
+def _worker_settings(dask_worker):
+    import torch
+
+    return {"name": dask_worker.name, "nthreads": dask_worker.state.nthreads, "torch_threads": torch.get_num_threads(),
+            "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "omp": os.environ.get("OMP_NUM_THREADS"), "tmp": os.environ.get("TMPDIR")}
+
+
+def test_slurm_job_script_starts_workers_set_up_like_ours(tmp_path):
+    from distributed import Client
+
+    from autodsnn.search.slurm import slurm_cluster
+
+    cluster = slurm_cluster(queue="gpu", walltime="47:30:00", trials_per_job=2, threads_per_trial=3, gpus_per_trial=1,
+                            memory_per_trial="4GB", account="proj42", prologue=["echo prologue-ran"],
+                            scheduler_options={"host": "127.0.0.1"})
+    try:
+        script = cluster.job_script()
+        directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+        for expected in ("-p gpu", "-A proj42", "--cpus-per-task=6", "-t 47:30:00", "--gres=gpu:2"):
+            assert any(line.endswith(expected) for line in directives), (expected, directives)
+        command = script.strip().splitlines()[-1]
+        assert "--nthreads 1" in command and "--nworkers 2" in command and "--local-directory $TMPDIR" in command
+        # SLURM would run this script with sbatch; bash runs the same lines here (#SBATCH are comments)
+        scratch = tmp_path / "node-scratch"
+        scratch.mkdir()
+        job = subprocess.Popen(["bash", "-c", script], cwd=tmp_path, env={**os.environ, "TMPDIR": str(scratch)},
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            import cloudpickle
+
+            cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test file
+            with Client(cluster) as client:
+                client.wait_for_workers(2, timeout=120)
+                settings = list(client.run(_worker_settings).values())
+        finally:
+            job.terminate()
+            job.wait(timeout=60)
+        assert "prologue-ran" in job.stdout.read()
+        assert sorted(s["name"].rsplit("-", 1)[-1] for s in settings) == ["0", "1"]  # one GPU each (worker.py)
+        for s in settings:
+            # one trial slot, its cores for torch (which never takes more threads than this machine has)
+            assert s["nthreads"] == 1 and s["omp"] == "3" and s["torch_threads"] == min(3, os.cpu_count()), str(s)
+            assert s["malloc_trim"] is None  # the nanny's MALLOC_TRIM_THRESHOLD_ is off
+            assert s["tmp"] == str(scratch)
+    finally:
+        cluster.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -63,12 +64,14 @@ def _worker_name() -> str:
 
 
 def _worker_index() -> int:
-    """This Dask worker's number (LocalCluster names workers 0..N-1): one GPU per worker."""
+    """This Dask worker's number, for one GPU per worker: the number its name ends in (LocalCluster
+    names workers 0..N-1, dask-jobqueue ``<job>-0``, ``<job>-1`` within a job, `dask worker --name
+    gpu1` by hand); 0 without one."""
     try:
         from distributed import get_worker
 
-        name = get_worker().name
-        return int(name) if str(name).isdigit() else abs(hash(name))
+        digits = re.search(r"(\d+)$", str(get_worker().name))
+        return int(digits.group(1)) if digits else 0
     except (ImportError, ValueError):
         return 0
 
