@@ -30,7 +30,7 @@ from .errors import AutoDSNNError
 from .trial.objectives import OBJECTIVES, all_objective_values
 from .trial.records import TRANSIENT_FIELDS, TrialResult, TrialStatus
 
-SCHEMA_VERSION = 2  # 2: a column per scalar result field and per objective, traceback kept
+SCHEMA_VERSION = 3  # 2: a column per scalar result field and per objective, traceback kept; 3: the asked table
 
 _BOOKKEEPING = {"trial_id": "INTEGER PRIMARY KEY", "config_id": "INTEGER", "config": "TEXT", "budget": "REAL",
                 "seed": "INTEGER", "is_default": "INTEGER", "started_at": "REAL", "ended_at": "REAL",
@@ -120,6 +120,11 @@ class Run:
         cols = ", ".join(f"{k} {v}".strip() for k, v in _COLUMNS.items())
         conn.execute(f"CREATE TABLE IF NOT EXISTS trials ({cols})")
         conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        # Every (configuration, budget) handed to a worker, the moment it is: --resume rebuilds the
+        # optimizer's state from it and the trials table (the optimizer's own files are a cache,
+        # saved every few seconds).
+        conn.execute("CREATE TABLE IF NOT EXISTS asked (config_id INTEGER, budget REAL, smac_budget REAL, "
+                     "seed INTEGER, config TEXT, asked_at REAL, PRIMARY KEY (config_id, budget))")
         # A run written by an older schema gains the new columns (its old rows read from their JSON).
         have = {row[1] for row in conn.execute("PRAGMA table_info(trials)")}
         for name, kind in _COLUMNS.items():
@@ -192,6 +197,20 @@ class Run:
 
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+
+    def record_ask(self, *, config_id: int, budget: float, smac_budget: float | None, seed: int,
+                   config: dict[str, Any]) -> None:
+        """Note that (config_id, budget) went to a worker (committed at once; a repeat is ignored).
+        ``smac_budget`` is the budget as the optimizer named it (None for strategies without budgets)."""
+        self._conn.execute("INSERT OR IGNORE INTO asked (config_id, budget, smac_budget, seed, config, asked_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (int(config_id), float(budget), smac_budget, int(seed),
+                                                         json.dumps(config, sort_keys=True), time.time()))
+
+    def asked(self) -> list[tuple[int, float, float | None, int, dict[str, Any]]]:
+        """(config_id, budget, smac_budget, seed, config) of every trial handed out, by config id then time."""
+        rows = self._conn.execute("SELECT config_id, budget, smac_budget, seed, config FROM asked "
+                                  "ORDER BY config_id, asked_at").fetchall()
+        return [(c, b, sb, s, json.loads(cfg)) for c, b, sb, s, cfg in rows]
 
     def __iter__(self) -> Iterator[TrialRow]:
         return iter(self.trials())

@@ -149,7 +149,7 @@ def test_checkpoint_store_finds_prunes_and_round_trips(tmp_path, as_url):
     root = f"file://{tmp_path}/ck" if as_url else tmp_path / "ck"
     if as_url:
         (tmp_path / "ck").mkdir()
-    store = CheckpointStore(root)
+    store = CheckpointStore(root).prepare()
     for config, budget in [(1, 1.0), (1, 3.0), (1, 9.0), (2, 3.0), (12, 1.0)]:
         store.write_bytes(store.location(config, budget), f"{config}@{budget}".encode())
     assert store.best_below(1, 5.0).endswith("/config1-budget3.pt")

@@ -63,7 +63,12 @@ class CheckpointStore:
             self.fs, self._base = _filesystem(self.root)
         else:
             self.fs, self._base = None, self.root
+
+    def prepare(self) -> "CheckpointStore":
+        """Create the folder (a URL's prefix needs none): once the run exists, before any trial."""
+        if not self.url:
             Path(self.root).mkdir(parents=True, exist_ok=True)
+        return self
 
     def location(self, config_id: int, budget: float) -> str:
         """Where the checkpoint of ``config_id`` after ``budget`` epochs goes (absolute)."""

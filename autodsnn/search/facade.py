@@ -43,6 +43,8 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
     facade: Any = {"smac": MultiFidelityFacade, "hyperband": HyperbandFacade, "random": RandomFacade}[
         experiment.optimizer]
     if experiment.optimizer == "smac":
+        kwargs["model"] = _surrogate(scenario)
+        kwargs["config_selector"] = _config_selector(scenario)
         kwargs["initial_design"] = MultiFidelityFacade.get_initial_design(
             scenario, n_configs=experiment.initial_configs, additional_configs=[default])
         if len(objectives) > 1:
@@ -54,6 +56,47 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return facade(scenario, target_function=_smac_target, **kwargs)
+
+
+def _surrogate(scenario: Any) -> Any:
+    """The multi-fidelity facade's random forest, predicting in the driver's thread: with joblib's
+    threads (n_jobs=-1, SMAC's default) each of the thousands of small predictions per ask paid
+    a thread-pool round trip, over half the driver's time at 800 trials (benchmarks/driver_overhead.py)."""
+    from smac.model.random_forest import RandomForest
+
+    return RandomForest(scenario.configspace, instance_features=scenario.instance_features, seed=scenario.seed,
+                        n_jobs=1, **_FOREST_OPTIONS)
+
+
+# The surrogate is refit after this many new configurations, or after this fraction of the
+# history when that is more: each refit and acquisition search costs time that grows with the
+# history, so refitting every 8 made the driver's time per trial grow with the run.
+RETRAIN_AFTER = 8
+RETRAIN_FRACTION = 1 / 32
+
+
+def _config_selector(scenario: Any) -> Any:
+    """SMAC's ConfigSelector, refitting after max(RETRAIN_AFTER, RETRAIN_FRACTION x trials so far)
+    new configurations (SMAC: a fixed 8). The selector reads ``_retrain_after`` after every
+    configuration it hands out; here it is computed from the run history's current size."""
+    from smac.main.config_selector import ConfigSelector
+
+    class ScaledRetrainSelector(ConfigSelector):
+        @property
+        def _retrain_after(self) -> int:
+            history = len(self._runhistory) if self._runhistory is not None else 0
+            return max(self._retrain_floor, int(history * RETRAIN_FRACTION))
+
+        @_retrain_after.setter
+        def _retrain_after(self, value: int) -> None:
+            self._retrain_floor = int(value)
+
+    return ScaledRetrainSelector(scenario, retrain_after=RETRAIN_AFTER, max_new_config_tries=16)
+
+
+# MultiFidelityFacade.get_model's settings (SMAC 2.4), n_jobs aside.
+_FOREST_OPTIONS = dict(log_y=True, n_trees=10, ratio_features=1.0, min_samples_split=2, min_samples_leaf=1,
+                       max_depth=2 ** 20, bootstrapping=True)
 
 
 def _adopt_folder(scenario: Any) -> None:

@@ -18,8 +18,10 @@ Dask workers and owns everything around that:
   whichever worker they run: checkpoints reach remote workers through Dask or a storage URL
   (search.checkpoints), and every path a worker gets is absolute, resolved here;
 * ``resume=True`` continues a run after Ctrl-C, a crash or kill -9: SMAC reloads its state
-  (the scenario is kept identical, so SMAC never prompts), trials that were running are run
-  again, and the wall-clock budget continues from what was used.
+  (the scenario is kept identical, so SMAC never prompts) and catches up from the store on what
+  it had not saved, trials that were running are run again, and the wall-clock budget continues
+  from what was used. The store is the record; SMAC's files are saved every
+  ``SMAC_SAVE_SECONDS``, so the driver's cost per trial does not grow with the history.
 """
 from __future__ import annotations
 
@@ -48,6 +50,10 @@ from .worker import run_trial_task
 
 log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 120.0  # after the deadline: time for trials to evaluate and report
+# SMAC's saved state is a cache of the run store (every ask and result is committed there at
+# once): saving it costs time proportional to the history, so it is saved at most this often,
+# and at the end. --resume rebuilds what a kill lost from the store (_catch_up_with_store).
+SMAC_SAVE_SECONDS = 10.0
 # A worker dying under the default trial says nothing about the setup (another job's OOM kill,
 # preemption): run the default again this many times before the run stops.
 DEFAULT_RETRIES = 2
@@ -120,6 +126,7 @@ class _Optimizer:
         self.default_retries: dict[tuple[int, float], int] = {}  # (config id, budget) -> re-runs so far
         self.exhausted = False
         self.warned_budget = False
+        self.last_smac_save = time.time()
         self.task = experiment.task().with_absolute_paths()
         self.default = facade.scenario.configspace.get_default_configuration()
 
@@ -151,6 +158,8 @@ class _Optimizer:
         trial_deadline = self.deadline
         if self.exp.trial_timeout:
             trial_deadline = min(trial_deadline, time.time() + self.exp.trial_timeout)
+        self.run.record_ask(config_id=config_id, budget=budget, smac_budget=info.budget, seed=int(info.seed or 0),
+                            config=config)
         request = TrialRequest(hparams={**self.exp.fixed, **config}, budget=budget, task=self.task,
                                seed=int(self.exp.seed), threads=self.threads, checkpoint=checkpoint,
                                resume_from=resume, deadline=trial_deadline,
@@ -186,11 +195,14 @@ class _Optimizer:
                 self.submit(info)
             if asked > 10 * self.slots + 50:  # SMAC keeps re-asking what is running: wait instead
                 break
-        if asked:
-            # Persist what SMAC handed out before it runs: a kill after a trial is stored but before
-            # the next tell then leaves it RUNNING in SMAC's saved state, and --resume tells it from
-            # the store; unsaved, SMAC re-proposed the same configuration and it trained twice.
-            self.smac.optimizer.save()
+        if asked and time.time() - self.last_smac_save > SMAC_SAVE_SECONDS:
+            self.save_smac()
+
+    def save_smac(self) -> None:
+        """Save SMAC's state (runhistory, intensifier, optimizer): what a kill loses after it is in
+        the store and is caught up on --resume."""
+        self.smac.optimizer.save()
+        self.last_smac_save = time.time()
 
     def _tell(self, info: Any, result: TrialResult) -> None:
         from smac.runhistory.dataclasses import TrialValue
@@ -205,7 +217,7 @@ class _Optimizer:
             status = StatusType.TIMEOUT if result.status is TrialStatus.CUT_SHORT else StatusType.CRASHED
         self.smac.tell(info, TrialValue(cost=cost if len(cost) > 1 else cost[0], time=float(result.wall_time),
                                         status=status, additional_info={"reason": result.reason or ""}),
-                       save=True)
+                       save=False)  # save_smac: at most every SMAC_SAVE_SECONDS
 
     def collect(self, future: Any) -> TrialResult | None:
         """Store and tell a finished trial; None when it was a default lost with its worker, which
@@ -333,6 +345,7 @@ class _Optimizer:
                 self._abandon("did not stop within the grace period after the deadline")
                 break
         self.run.set_meta("elapsed_seconds", self.elapsed())
+        self.save_smac()  # the last tells
         if time.time() >= self.deadline:
             return "stopped at the wall-clock budget"
         if self.trial_cap_reached():
@@ -412,6 +425,7 @@ class _Optimizer:
         for future in list(self.pending):
             future.cancel()
         self.run.set_meta("elapsed_seconds", self.elapsed())
+        self.save_smac()
 
 
 def _check_experiment(experiment: Experiment) -> tuple[int, Any]:
@@ -457,6 +471,7 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     else:
         max_layers, space = _check_experiment(experiment)  # before the run directory exists
         run = Run.create(run_dir, experiment.to_dict())
+    checkpoints.prepare()
     facade = build_facade(experiment, space, run_dir, overwrite=not resume)
     elapsed_before = float(run.meta("elapsed_seconds") or 0.0)
     remaining = (experiment.budget - elapsed_before) if experiment.budget else math.inf
@@ -487,6 +502,7 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
             warnings.filterwarnings("ignore", message="Mean of empty slice")
             warnings.filterwarnings("ignore", message="invalid value encountered")
             if resume:
+                _catch_up_with_store(loop)
                 _rerun_interrupted(loop)
             stopped = loop.loop()
     except KeyboardInterrupt:
@@ -505,6 +521,42 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
 def _describe_transport(transport: str, checkpoints: CheckpointStore) -> str:
     where = {"shared": "in", "dask": "sent through Dask, kept in", "url": "at"}[transport]
     return f"{where} {checkpoints.root}"
+
+
+def _catch_up_with_store(loop: _Optimizer) -> None:
+    """After a kill, SMAC's saved state can lag the store by up to SMAC_SAVE_SECONDS. Hand SMAC
+    every trial the store saw asked that SMAC does not know, in the order SMAC first numbered
+    their configurations (so the store's config ids stay SMAC's): finished ones told from the
+    store, unfinished ones as running (run again by _rerun_interrupted). Every stored result is
+    also what a re-proposed (configuration, budget) is told instead of training it twice."""
+    from ConfigSpace import Configuration
+    from smac.runhistory.dataclasses import TrialInfo
+
+    rh = loop.smac.runhistory
+    stored = {(r.config_id, r.budget): r.result for r in loop.run.trials() if r.status is not TrialStatus.LOST}
+    loop.finished.update(stored)
+    known = {(key.config_id, key.budget) for key in rh}
+    space = loop.smac.scenario.configspace
+    caught_up = renumbered = 0
+    for config_id, budget, smac_budget, seed, values in loop.run.asked():
+        if (config_id, smac_budget) in known:
+            continue
+        config = rh.ids_config.get(config_id)
+        if config is None or _plain_config(config) != values:
+            config = Configuration(space, values=values)
+        info = TrialInfo(config=config, budget=smac_budget, seed=seed)
+        if (config_id, budget) in stored:
+            loop._tell(info, stored[(config_id, budget)])
+        else:
+            rh.add_running_trial(info)
+        caught_up += 1
+        renumbered += rh.get_config_id(config) != config_id
+    if caught_up:
+        log.info(f"caught SMAC up on {caught_up} trial(s) it had not saved before the interruption")
+    if renumbered:
+        log.warning(f"{renumbered} configuration(s) got new SMAC ids on resume: their stored trials keep the old "
+                    "ones, and their promotions train from scratch")
+    loop.save_smac()
 
 
 def _rerun_interrupted(loop: _Optimizer) -> None:

@@ -27,11 +27,16 @@ from .cluster import ClusterError, configure_dask
 def worker_environment(threads_per_trial: int) -> list[str]:
     """Job-script lines that give every worker process our settings (search.cluster.configure_dask):
     the nanny must not set MALLOC_TRIM_THRESHOLD_ (it halves torch's CPU speed) nor pin torch to
-    one thread, and trial processes are not daemons."""
+    one thread, trial processes are not daemons, and nothing inherited overrides that."""
     threads = int(threads_per_trial)
     environ = ("{'MALLOC_TRIM_THRESHOLD_': None, "
                f"'OMP_NUM_THREADS': {threads}, 'MKL_NUM_THREADS': {threads}, 'OPENBLAS_NUM_THREADS': {threads}}}")
-    return [f'export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="{environ}"',
+    # sbatch exports the submitting shell's environment: a Dask config inherited from a local
+    # cluster started there (DASK_INTERNAL_INHERIT_CONFIG) would override these settings
+    # (and a thread count exported there wins over the nanny's settings)
+    return ["unset DASK_INTERNAL_INHERIT_CONFIG",
+            f"export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads}",
+            f'export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON="{environ}"',
             "export DASK_DISTRIBUTED__WORKER__DAEMON=False"]
 
 

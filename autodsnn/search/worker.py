@@ -86,3 +86,22 @@ def sleep_trial_task(request: TrialRequest, seconds: float = 1.0) -> TrialResult
                        energy_kwh_total=meter.reading.energy_kwh, wall_time=time.time() - start,
                        budget=request.budget, analytic={"energy_pj_per_sample": 1.0, "model_bits": 1},
                        worker=_worker_name())
+
+
+def instant_trial_task(request: TrialRequest) -> TrialResult:
+    """A trial that takes no time, for measuring the driver's own per-trial overhead as the run
+    history grows (benchmarks/driver_overhead.py). Its error and energy are a smooth function of
+    the configuration plus budget-dependent noise, so SMAC's model has something to fit."""
+    import math
+    import random
+
+    h = request.hparams
+    lr = float(h.get("lr", 0.01))
+    bits = float(h.get("weight_bits", 5) if h.get("shift_type", "none") != "none" else 32)
+    rng = random.Random(hash((tuple(sorted(map(str, h.items()))), request.budget)))
+    error = min(0.99, 0.05 + 0.2 * abs(math.log10(lr) + 2.3) + 0.3 / (1 + request.budget) + 0.02 * rng.random())
+    energy_pj = 50.0 * bits * (1 + 0.05 * rng.random())
+    return TrialResult(status=TrialStatus.OK, val_error=error, budget=request.budget, epochs_done=request.budget,
+                       energy_kwh=1e-9 * request.budget, energy_kwh_total=1e-9 * request.budget,
+                       inference_energy_uj=energy_pj, analytic={"energy_pj_per_sample": energy_pj, "model_bits": bits},
+                       worker=_worker_name())
