@@ -88,6 +88,14 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path, strategy):
     assert "re-running trial" in out.stderr  # the trials in flight at the kill ran again (progress: stderr)
     with Run.open(run_dir) as run:
         assert run.meta("elapsed_seconds") > 0
+    # SMAC saves its state only every few seconds: what the kill lost was caught up from the store,
+    # under the same config ids (checkpoints and the analysis key on them)
+    smac_configs = json.loads(next((run_dir / "smac").rglob("runhistory.json")).read_text())["configs"]
+    for t in after:
+        saved = smac_configs[str(t.config_id)]
+        assert saved.keys() == t.config.keys()
+        assert all(saved[k] == pytest.approx(v) if isinstance(v, float) else saved[k] == v
+                   for k, v in t.config.items()), (t.config_id, saved, t.config)
 
 
 def test_typo_in_space_rejected_before_any_trial(tmp_path):
