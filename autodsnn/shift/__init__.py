@@ -7,7 +7,7 @@ Deep shift layers, conversion, freezing/export, packed codes and kernels, spatia
     print(report)
 """
 from .config import ShiftConfig
-from .convert import (ConversionReport, convert, convertible_layers, export, export_codes, freeze,
+from .convert import (ConversionReport, LayerMap, convert, convertible_layers, export, export_codes, freeze,
                       load_codes, load_exported, shift_layers)
 from .cost import ENERGY_45NM, Cost, EnergyTable, cost
 from .errors import ShiftConfigError
@@ -19,7 +19,7 @@ from .quant import CodeSet, FixedPoint, quantize_fixed_point, quantize_pow2
 from .spatial import ConvShiftConv, SpatialShift, shift_offsets
 
 __all__ = [
-    "ShiftConfig", "ShiftConfigError", "CodeSet", "FixedPoint", "convert", "convertible_layers",
+    "ShiftConfig", "ShiftConfigError", "CodeSet", "FixedPoint", "convert", "LayerMap", "convertible_layers",
     "ConversionReport", "freeze", "export", "export_codes", "load_codes", "load_exported", "shift_layers",
     "cost", "Cost", "EnergyTable", "ENERGY_45NM", "ShiftLinear", "ShiftConv2d", "WeightQuantizer",
     "QWeight", "PSWeight", "DenseWeight", "FrozenWeight", "InputQuantizer", "WEIGHT_MODES",

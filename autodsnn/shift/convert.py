@@ -5,6 +5,11 @@
 ``exclude`` and ``filter_fn``, then the first ``shift_depth`` of them. Forward order is traced
 with hooks when ``example_inputs`` are given; otherwise registration order is used (the report
 says which), which is forward order for torchvision's classification models.
+
+``convert(model, {"conv1": None, "layer1.*": ShiftConfig(mode="ps", weight_bits=3), "*":
+ShiftConfig(mode="dense", weight_bits=2)})`` gives each layer its own design: the first pattern
+(in the mapping's order) that matches a layer's name decides, None keeps it float, and a layer no
+pattern matches stays float. Mixed models freeze, export, deploy and cost like uniform ones.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Callable, Iterable, Mapping, Union
 
 import torch
 from torch import nn
@@ -27,6 +32,7 @@ from .packing import canonical_codes, code_bits, decode_canonical, pack_codes, u
 from .quant import CodeSet
 
 FilterFn = Callable[[nn.Module, str], bool]
+LayerMap = Mapping[str, Union[ShiftConfig, None]]  # fnmatch pattern -> design (None: float)
 EXPORT_FORMAT = "autodsnn-shift-codes"
 # 3: the model's other parameters and buffers travel too; 2: packed canonical codes
 # (autodsnn.shift.packing); 1: one code per byte
@@ -52,17 +58,18 @@ class ConvertedLayer:
     shape: tuple[int, ...]
     codes: str
     activations: str
+    rule: str | None = None  # the per-layer pattern that chose this design (None: one config)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "shape": list(self.shape),
-                "codes": self.codes, "activations": self.activations}
+                "codes": self.codes, "activations": self.activations, "rule": self.rule}
 
 
 @dataclass
 class ConversionReport:
     """What ``convert`` did: converted layers in order, candidates left float and why."""
 
-    config: ShiftConfig
+    config: ShiftConfig | dict[str, ShiftConfig | None]  # one design, or the per-layer map
     order: str  # "forward" (traced) or "registration"
     converted: list[ConvertedLayer] = field(default_factory=list)
     kept_float: list[tuple[str, str]] = field(default_factory=list)
@@ -75,19 +82,28 @@ class ConversionReport:
     def names(self) -> list[str]:
         return [c.name for c in self.converted]
 
+    @property
+    def per_layer(self) -> bool:
+        return not isinstance(self.config, ShiftConfig)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "order": self.order,
+        config = ({p: None if c is None else c.to_dict() for p, c in self.config.items()} if self.per_layer
+                  else self.config.to_dict())
+        return {"config" if not self.per_layer else "per_layer": config, "order": self.order,
                 "num_convertible": self.num_convertible,
                 "converted": [c.to_dict() for c in self.converted],
                 "kept_float": [{"name": n, "reason": r} for n, r in self.kept_float]}
 
     def __str__(self) -> str:
+        how = (f"per-layer map of {len(self.config)} pattern(s)" if self.per_layer
+               else f"mode={self.config.mode}, weight_bits={self.config.weight_bits}")
         lines = [f"converted {len(self.converted)} of {self.num_convertible} convertible layers "
-                 f"({self.order} order), mode={self.config.mode}, weight_bits={self.config.weight_bits}"]
+                 f"({self.order} order), {how}"]
         width = max([len(c.name) for c in self.converted] + [4])
         for c in self.converted:
             shape = "x".join(map(str, c.shape))
-            lines.append(f"  {c.name:<{width}}  {c.kind:<6} {shape:<16} {c.codes}; {c.activations}")
+            rule = f"  [{c.rule}]" if c.rule is not None else ""
+            lines.append(f"  {c.name:<{width}}  {c.kind:<6} {shape:<16} {c.codes}; {c.activations}{rule}")
         for name, reason in self.kept_float:
             lines.append(f"  {name:<{width}}  float  ({reason})")
         return "\n".join(lines)
@@ -136,13 +152,21 @@ def _matches(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def convert(model: nn.Module, config: ShiftConfig | None = None, *, filter_fn: FilterFn | None = None,
+def convert(model: nn.Module, config: ShiftConfig | LayerMap | None = None, *, filter_fn: FilterFn | None = None,
             example_inputs: Any = None) -> ConversionReport:
     """Swap the selected Linear/Conv2d layers of ``model`` (in place) for shift layers that start
-    from their float weights. Returns a report of what was converted and what stayed float."""
-    config = config or ShiftConfig()
+    from their float weights. Returns a report of what was converted and what stayed float.
+
+    ``config`` is one :class:`ShiftConfig` for every selected layer, or a per-layer map from
+    fnmatch patterns on qualified layer names to a ShiftConfig or None (float): the first
+    matching pattern decides, unmatched layers stay float. Raises :class:`ShiftConfigError` for
+    a pattern that matches no convertible layer, a per-layer config that also selects layers
+    (shift_depth, include, exclude), or a layer with non-finite weights; nothing is swapped then."""
     if not isinstance(model, nn.Module):
         raise ShiftConfigError(f"convert() needs a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(config, Mapping):
+        return _convert_per_layer(model, dict(config), filter_fn, example_inputs)
+    config = config or ShiftConfig()
     _check_explicit_patterns(model, config)
     names = convertible_layers(model, example_inputs, config.layer_types)
     modules = dict(model.named_modules())
@@ -172,6 +196,49 @@ def convert(model: nn.Module, config: ShiftConfig | None = None, *, filter_fn: F
         fmt = new.input_quant.fmt
         report.converted.append(ConvertedLayer(name, kind or "?", tuple(old.weight.shape), new.codes.describe(),
                                                "float inputs" if fmt is None else fmt.describe()))
+    return report
+
+
+def _convert_per_layer(model: nn.Module, layer_map: dict[str, ShiftConfig | None], filter_fn: FilterFn | None,
+                       example_inputs: Any) -> ConversionReport:
+    """convert() with a design per layer (see there)."""
+    for pattern, cfg in layer_map.items():
+        if cfg is not None and not isinstance(cfg, ShiftConfig):
+            raise ShiftConfigError(f"per-layer map: {pattern!r} maps to {type(cfg).__name__}; use a ShiftConfig or "
+                                   "None (float)")
+        if cfg is not None and (cfg.shift_depth != "all" or cfg.include or cfg.exclude):
+            raise ShiftConfigError(f"per-layer map: the config for {pattern!r} sets shift_depth/include/exclude; "
+                                   "in a per-layer map the patterns choose the layers: drop those settings")
+    names = convertible_layers(model, example_inputs)
+    for pattern in layer_map:
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+            raise ShiftConfigError(f"per-layer map: pattern {pattern!r} matches no convertible layer (Linear or "
+                                   f"Conv2d) of {type(model).__name__}; its layers are {shown}")
+    modules = dict(model.named_modules())
+    report = ConversionReport(config=layer_map, order="registration" if example_inputs is None else "forward",
+                              num_convertible=len(names))
+    chosen: list[tuple[str, str, ShiftConfig]] = []
+    for name in names:
+        rule = next((p for p in layer_map if fnmatch.fnmatchcase(name, p)), None)
+        if rule is None:
+            report.kept_float.append((name, "no pattern matches"))
+        elif layer_map[rule] is None:
+            report.kept_float.append((name, f"{rule!r}: float"))
+        elif filter_fn is not None and not filter_fn(modules[name], name):
+            report.kept_float.append((name, "filter_fn"))
+        else:
+            chosen.append((name, rule, layer_map[rule]))
+    for name, _, _ in chosen:  # all checked before any is swapped: no half-converted model
+        _check_finite(name, modules[name])
+    for name, rule, cfg in chosen:
+        old = modules[name]
+        new = _CONVERTERS[type(old)][1](old, cfg)
+        replace_module(model, old, new)
+        fmt = new.input_quant.fmt
+        report.converted.append(ConvertedLayer(name, _kind_of(old) or "?", tuple(old.weight.shape),
+                                               new.codes.describe(), "float inputs" if fmt is None else fmt.describe(),
+                                               rule))
     return report
 
 
