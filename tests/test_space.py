@@ -163,14 +163,15 @@ def test_configspace_complaints_are_wrapped(tmp_path, monkeypatch, patched, text
 
 
 def test_default_configuration_train_rejects_names_file_and_hyperparameter(tmp_path):
-    path = tmp_path / "s.yaml"  # momentum without a condition: its default is set for radam, which has none
+    path = tmp_path / "s.yaml"  # momentum without a condition: SMAC would sample it beside radam, which has none
     path.write_text(HP + OPT + "  momentum: {low: 0.0, high: 0.9, default: 0.5}\n")
-    assert load_space(path, max_layers=4)  # the space alone is sound
-    with pytest.raises(SpaceError, match=r"s\.yaml: default configuration: train rejects it \(momentum=0.5"):
-        load_space(path, max_layers=4, fixed={})
+    with pytest.raises(SpaceError, match=r"s\.yaml: optimizer: train rejects the value \w+ \(momentum=.* conditional"):
+        load_space(path, max_layers=4)
     path.write_text(HP + "  optimizer: {choices: [sgd, rmsprop], default: sgd}\n"
                          "  momentum: {low: 0.0, high: 0.9, default: 0.5}\n")
     assert load_space(path, max_layers=4, fixed={"batch_size": 32})
+    with pytest.raises(SpaceError, match=r"s\.yaml: default configuration: train rejects it \(batch_size"):
+        load_space(path, max_layers=4, fixed={"batch_size": 0})
 
 
 def _holds(config: dict, clause: dict) -> bool:
@@ -263,3 +264,24 @@ def test_builtin_spaces_load(name, max_layers):
         ["momentum | optimizer in {'sgd', 'rmsprop'}"] if name == "dsnn" else
         sorted([f"{n} | shift_type in {{'q', 'ps', 'dense'}}" for n in
                 ("shift_depth", "weight_bits", "act_int_bits", "act_frac_bits")] + ["momentum | optimizer in {'sgd'}"]))
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("weight_bits: {low: 2, high: 40, type: int, default: 5}", "weight_bits: train rejects the value 40"),
+    ("shift_max: {low: -200, high: 0, type: int, default: 0}", "shift_max: train rejects the value -200"),
+    ("lr: {low: -1.0, high: 0.1, default: 0.01}", "lr: train rejects the value -1.0"),
+    ("batch_size: {low: 0, high: 64, type: int, default: 32}", "batch_size: train rejects the value 0"),
+])
+def test_values_train_rejects_are_refused_when_the_space_loads(tmp_path, entry, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(f"hyperparameters:\n  shift_type: {{choices: [ps, q], default: ps}}\n  {entry}\n")
+    with pytest.raises(SpaceError, match=message):
+        load_space(path, max_layers=3)
+
+
+def test_a_conditional_value_is_checked_where_it_is_active(tmp_path):
+    # momentum is only active under sgd; the default (radam) would reject any momentum at all
+    path = tmp_path / "space.yaml"
+    path.write_text("hyperparameters:\n  optimizer: {choices: [radam, sgd], default: radam}\n"
+                    "  momentum: {low: 0.0, high: 0.95, default: 0.9, when: {optimizer: [sgd]}}\n")
+    assert "momentum" in load_space(path, max_layers=3)

@@ -500,6 +500,7 @@ def load_space(name_or_path: str | Path, *, max_layers: int, seed: int = 0,
     """
     path = space_path(name_or_path)
     cs = build_space(load_space_spec(path), max_layers=max_layers, seed=seed, source=path)
+    _check_values_train_accepts(cs, path)
     if fixed is not None:
         try:
             HParams.from_dict({**fixed, **dict(cs.get_default_configuration())})
@@ -507,3 +508,38 @@ def load_space(name_or_path: str | Path, *, max_layers: int, seed: int = 0,
             _fail(path, "default configuration", f"train rejects it ({one_line(exc)})",
                   "change that hyperparameter's default (or the experiment's fixed value)")
     return cs
+
+
+def _check_values_train_accepts(cs: ConfigurationSpace, source: str | Path) -> None:
+    """Every range end and every choice must be a value `train` accepts, in a configuration where
+    it is active (the default, else a sampled one `train` accepts): a space that lets SMAC sample
+    weight_bits=40 would turn a share of the run's trials into failures, found only when they run."""
+    from ConfigSpace.hyperparameters import NumericalHyperparameter, OrdinalHyperparameter
+
+    from ..trial.hparams import plain
+
+    def accepted(values: Mapping[str, Any]) -> bool:
+        try:
+            HParams.from_dict(values)
+            return True
+        except HParamsError:
+            return False
+
+    samples = [dict(cs.get_default_configuration()), *map(dict, cs.sample_configuration(64))]
+    contexts = [c for c in samples if accepted(c)]
+    for hp in cs.values():
+        if isinstance(hp, NumericalHyperparameter):
+            values = [hp.lower, hp.upper]
+        elif isinstance(hp, (CategoricalHyperparameter, OrdinalHyperparameter)):
+            values = list(getattr(hp, "choices", None) or getattr(hp, "sequence", ()))
+        else:
+            continue
+        base = next((c for c in contexts if hp.name in c), None)
+        if base is None:
+            continue  # never active in a configuration train accepts: nothing to check it against
+        for value in values:
+            try:
+                HParams.from_dict({**base, hp.name: plain(value)})
+            except HParamsError as exc:
+                _fail(source, hp.name, f"train rejects the value {_show(plain(value))} ({one_line(str(exc))})",
+                      "narrow the range, drop that choice, or make what it clashes with conditional (`when:`)")

@@ -76,14 +76,20 @@ def _worker_index() -> int:
         return 0
 
 
-def sleep_trial_task(request: TrialRequest, seconds: float = 1.0) -> TrialResult:
+def sleep_trial_task(request: TrialRequest, seconds: float = 1.0, meter: bool = True) -> TrialResult:
     """A stand-in trial for measuring the platform's own overhead (benchmarks/platform_overhead.py):
-    it sleeps inside an energy meter, as a real trial trains inside one."""
+    it sleeps inside an energy meter, as a real trial trains inside one (``meter=False``: it only
+    sleeps, for scaling to more workers than cores)."""
     start = time.time()
-    with EnergyMeter() as meter:
+    if meter:
+        with EnergyMeter() as energy:
+            time.sleep(seconds)
+        kwh = energy.reading.energy_kwh
+    else:
         time.sleep(seconds)
-    return TrialResult(status=TrialStatus.OK, val_error=0.5, energy_kwh=meter.reading.energy_kwh,
-                       energy_kwh_total=meter.reading.energy_kwh, wall_time=time.time() - start,
+        kwh = 1e-9 * seconds
+    return TrialResult(status=TrialStatus.OK, val_error=0.5, energy_kwh=kwh, inference_energy_uj=1.0,
+                       energy_kwh_total=kwh, wall_time=time.time() - start,
                        budget=request.budget, analytic={"energy_pj_per_sample": 1.0, "model_bits": 1},
                        worker=_worker_name())
 
