@@ -40,7 +40,7 @@ from ..store import Run
 from ..trial import HParams, TrialRequest, TrialResult, TrialStatus
 from ..trial.hparams import plain
 from ..trial.objectives import crash_costs, objective_values, show
-from ..zoo import dataset_info, find_local, load_dataset, normalize_name, num_convertible_layers
+from ..zoo import convertible_layer_names, dataset_info, find_local, load_dataset, normalize_name
 from .checkpoints import CheckpointStore, choose_transport
 from .cluster import security, start_client, worker_slots
 from .experiment import Experiment, ExperimentError
@@ -435,11 +435,12 @@ def _check_experiment(experiment: Experiment) -> tuple[int, Any]:
         info = dataset_info(name)
         if name not in ("digits", "synthetic", "imagenet") and find_local(name, experiment.data_dir) is None:
             load_dataset(name, data_dir=experiment.data_dir)  # the download path, or its one-line error
-        max_layers = num_convertible_layers(experiment.model, num_classes=info.num_classes,
-                                            input_size=info.input_shape)
+        layers = convertible_layer_names(experiment.model, num_classes=info.num_classes,
+                                         input_size=info.input_shape)
     except ValueError as exc:  # DatasetNotFoundError is one
         raise ExperimentError(str(exc)) from None
-    space = load_space(experiment.space, max_layers=max_layers, seed=experiment.seed)
+    max_layers = len(layers)
+    space = load_space(experiment.space, max_layers=max_layers, seed=experiment.seed, layers=layers)
     # Every default/fixed value must be something train accepts.
     HParams.from_dict({**experiment.fixed, **_plain_config(space.get_default_configuration())})
     return max_layers, space

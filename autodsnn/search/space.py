@@ -41,9 +41,12 @@ from ConfigSpace import (AndConjunction, CategoricalHyperparameter, Configuratio
 from ..errors import AutoDSNNError
 from ..resources import project_folder
 from ..trial import HParams, HParamsError
+from ..trial.hparams import LAYER_BITS_KEY, LAYER_TYPE_KEY, shift_types
 
 MAX_LAYERS = "max_layers"
-TOP_KEYS = ("name", "hyperparameters", "forbidden")
+TOP_KEYS = ("name", "hyperparameters", "forbidden", "per_layer")
+PER_LAYER_KEYS = ("granularity", "types", "bits", "default")
+GRANULARITIES = ("layer", "block", "stage")
 ENTRY_KEYS = ("choices", "low", "high", "type", "log", "default", "when", "when_any")
 SCHEMA_HINT = "see the schema at the top of search_spaces/dsnn.yaml"
 # ConfigSpace complains mostly with ValueErrors, but also with numpy TypeErrors, KeyErrors and a
@@ -257,7 +260,7 @@ class _Checker:
 
     def param(self, name: Any, entry: Any) -> _Param:
         valid = HParams.names()
-        if name not in valid:
+        if name not in valid and not str(name).startswith((LAYER_TYPE_KEY, LAYER_BITS_KEY)):
             close = _hparam_like(str(name))
             hint = f"(did you mean {close!r}?)" if close else f"(valid names: {', '.join(valid)})"
             raise SpaceError(f"{self.source}: unknown hyperparameter {name!r} in search space {hint}: space names "
@@ -435,12 +438,78 @@ def _all(parts: list[Any], cls: type) -> Any:
     return parts[0] if len(parts) == 1 else cls(*parts)
 
 
+def layer_groups(layers: Sequence[str], granularity: str = "layer") -> dict[str, list[str]]:
+    """Convertible layer names grouped for a per-layer space, in order of first appearance:
+    ``layer`` keeps each layer; ``block`` groups by the first two name parts when a layer sits
+    deeper (``layer1.0.conv1`` -> ``layer1.0``); ``stage`` by the first part (``layer1``).
+    Layers at the top (``conv1``, ``fc``) are their own group."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity {granularity!r}: use one of {', '.join(GRANULARITIES)}")
+    groups: dict[str, list[str]] = {}
+    for name in layers:
+        parts = name.split(".")
+        if granularity == "stage":
+            key = parts[0]
+        elif granularity == "block":
+            key = ".".join(parts[:2]) if len(parts) > 2 else name
+        else:
+            key = name
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
+def _per_layer_entries(spec: Any, layers: Sequence[str] | None, source: str | Path) -> dict[str, Any]:
+    """The hyperparameters a ``per_layer:`` block stands for: type:<group> over ``types`` and
+    bits:<group> over ``bits`` (active when the group is shifted), one pair per layer group."""
+    where = "per_layer"
+    if not isinstance(spec, Mapping):
+        _fail(source, where, f"{_show(spec)} is not a mapping",
+              "write per_layer: {granularity: block, types: [none, ps, dense], bits: [2, 5]}")
+    unknown = [k for k in spec if k not in PER_LAYER_KEYS]
+    if unknown:
+        _fail(source, where, f"unknown key {unknown[0]!r}", _use_one_of(unknown[0], PER_LAYER_KEYS))
+    if layers is None:
+        _fail(source, where, "the per-layer space needs the model's layers",
+              "load it through `autodsnn optimize` (or load_space(..., layers=convertible layer names))")
+    granularity = str(spec.get("granularity", "layer"))
+    if granularity not in GRANULARITIES:
+        _fail(source, f"{where}: granularity", f"{granularity!r} is not a granularity", _use_one_of(granularity,
+                                                                                                   GRANULARITIES))
+    types = [str(t).lower() for t in spec.get("types", shift_types())]
+    bad = [t for t in types if t not in shift_types()]
+    if bad or not types:
+        _fail(source, f"{where}: types", f"{_show(bad[0]) if bad else 'an empty list'} is not a shift type",
+              f"list some of {', '.join(shift_types())}")
+    shifted = [t for t in types if t != "none"]
+    default = str(spec.get("default", "ps" if "ps" in types else (shifted or types)[0])).lower()
+    if default not in types:
+        _fail(source, f"{where}: default", f"{default!r} is not one of its types", f"use one of {', '.join(types)}")
+    bits = spec.get("bits", [2, 5])
+    if (not isinstance(bits, Sequence) or len(bits) != 2 or not all(isinstance(b, int) for b in bits)
+            or bits[0] > bits[1]):
+        _fail(source, f"{where}: bits", f"{_show(bits)} is not a range", "write bits: [low, high], e.g. [2, 5]")
+    entries: dict[str, Any] = {}
+    for group in layer_groups(layers, granularity):
+        entries[f"{LAYER_TYPE_KEY}{group}"] = {"choices": types, "default": default}
+        if shifted:
+            entries[f"{LAYER_BITS_KEY}{group}"] = {"low": bits[0], "high": bits[1], "type": "int", "default": bits[1],
+                                                   "when": {f"{LAYER_TYPE_KEY}{group}": shifted}}
+    return entries
+
+
 def build_space(spec: Mapping[str, Any], *, max_layers: int, seed: int = 0,
-                source: str | Path = "search space") -> ConfigurationSpace:
-    """A ConfigurationSpace from a parsed spec, ``max_layers`` resolved; errors name ``source``."""
+                source: str | Path = "search space", layers: Sequence[str] | None = None) -> ConfigurationSpace:
+    """A ConfigurationSpace from a parsed spec, ``max_layers`` resolved; errors name ``source``.
+    ``layers``: the model's convertible layer names, for a ``per_layer:`` block."""
     _check_top_level(source, spec)
     check = _Checker(source, max_layers)
     entries: dict[str, Any] = dict(spec["hyperparameters"])
+    if "per_layer" in spec:
+        replaced = [k for k in ("shift_type", "shift_depth", "weight_bits") if k in entries]
+        if replaced:
+            _fail(source, f"hyperparameter {replaced[0]!r}", "a per_layer space chooses each group's type and bits",
+                  f"drop {replaced[0]} (the per_layer block replaces shift_type, shift_depth and weight_bits)")
+        entries.update(_per_layer_entries(spec["per_layer"], layers, source))
     for name, entry in entries.items():
         check.params[name] = check.param(name, entry)
     check.conditions(entries)
@@ -492,14 +561,14 @@ def build_space(spec: Mapping[str, Any], *, max_layers: int, seed: int = 0,
 
 
 def load_space(name_or_path: str | Path, *, max_layers: int, seed: int = 0,
-               fixed: Mapping[str, Any] | None = None) -> ConfigurationSpace:
+               fixed: Mapping[str, Any] | None = None, layers: Sequence[str] | None = None) -> ConfigurationSpace:
     """A built-in space or YAML file as a ConfigurationSpace; every mistake is a one-line :class:`SpaceError`.
 
     With ``fixed`` (the experiment's fixed hyperparameters), the default configuration plus those
     values must also be something `train` accepts.
     """
     path = space_path(name_or_path)
-    cs = build_space(load_space_spec(path), max_layers=max_layers, seed=seed, source=path)
+    cs = build_space(load_space_spec(path), max_layers=max_layers, seed=seed, source=path, layers=layers)
     _check_values_train_accepts(cs, path)
     if fixed is not None:
         try:
@@ -537,7 +606,12 @@ def _check_values_train_accepts(cs: ConfigurationSpace, source: str | Path) -> N
         base = next((c for c in contexts if hp.name in c), None)
         if base is None:
             continue  # never active in a configuration train accepts: nothing to check it against
+        has_children = bool(cs.children_of[hp.name])
         for value in values:
+            if any(c.get(hp.name) == value for c in contexts):
+                continue  # seen in a configuration train accepts
+            if has_children:
+                continue  # its children follow it: swapping it alone would test a configuration SMAC never makes
             try:
                 HParams.from_dict({**base, hp.name: plain(value)})
             except HParamsError as exc:

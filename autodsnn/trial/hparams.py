@@ -104,10 +104,16 @@ class HParams:
     schedule: str = _hp("constant", "learning-rate schedule over the schedule horizon", choices=SCHEDULES)
     lr_step: int = _hp(0, "step schedule: decay every N epochs (0: never)", parse=int)
     lr_gamma: float = _hp(0.1, "step schedule: factor per decay", parse=float)
+    # A design per layer group (search spaces with per_layer:): group name -> "ps:5", "q:3" or
+    # "none"; a group is a layer, or a block/stage prefix of layer names. Replaces shift_type,
+    # shift_depth and weight_bits; the other shift settings apply to every shifted group.
+    layer_designs: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
         set_("shift_type", str(self.shift_type).lower())
+        if self.layer_designs is not None:
+            set_("layer_designs", {str(g): _design(g, d) for g, d in dict(self.layer_designs).items()})
         set_("optimizer", str(self.optimizer).lower())
         for f in dataclasses.fields(self):
             allowed = f.metadata.get("choices")
@@ -121,12 +127,34 @@ class HParams:
         if self.momentum and self.optimizer not in MOMENTUM_OPTIMIZERS:
             raise HParamsError(f"momentum={self.momentum} has no effect with {self.optimizer}: it applies to "
                                f"{', '.join(MOMENTUM_OPTIMIZERS)}")
-        if self.shift_type != "none":
+        if self.shift_type != "none" or self.layer_designs:
             try:
                 self.shift_config("all")  # validates bits, range, rounding, activation format
+                self.layer_map()
             except ShiftConfigError as exc:
                 raise HParamsError(str(exc)) from None
 
+    @property
+    def shifts(self) -> bool:
+        """Whether any layer is to be shifted."""
+        if self.layer_designs is not None:
+            return any(d != "none" for d in self.layer_designs.values())
+        return self.shift_type != "none"
+
+    def layer_map(self) -> dict[str, ShiftConfig | None] | None:
+        """The per-layer map for ``convert`` (None without layer designs): each group's name and
+        its sub-layers (``group.*``) to that group's design, with this trial's other shift settings."""
+        if self.layer_designs is None:
+            return None
+        out: dict[str, ShiftConfig | None] = {}
+        for group, design in self.layer_designs.items():
+            cfg = None
+            if design != "none":
+                mode, bits = design.split(":")
+                cfg = dataclasses.replace(self.shift_config("all"), mode=mode, weight_bits=int(bits),
+                                          zero_level=self.zero_level if mode == "q" else None)
+            out[group] = out[f"{group}.*"] = cfg
+        return out
     def shift_config(self, depth: int | str | None = None) -> ShiftConfig:
         depth = self.shift_depth if depth is None else depth
         return ShiftConfig(mode=self.shift_type, weight_bits=int(self.weight_bits), shift_max=self.shift_max,
@@ -145,7 +173,9 @@ class HParams:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "HParams":
-        """Build from a (SMAC) configuration: numpy scalars are cast, unknown keys rejected."""
+        """Build from a (SMAC) configuration: numpy scalars are cast, unknown keys rejected. A
+        per-layer space's ``type:<group>`` and ``bits:<group>`` entries become ``layer_designs``."""
+        values = _collect_layer_designs(values)
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
             raise HParamsError(f"unknown hyperparameter {unknown[0]!r}: valid ones are {', '.join(cls.names())}")
@@ -158,7 +188,52 @@ class HParams:
             raise HParamsError(f"bad hyperparameter value: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.layer_designs is not None:  # the per-layer designs replace these three
+            for name in ("shift_type", "shift_depth", "weight_bits"):
+                d.pop(name)
+        return d
+
+
+LAYER_TYPE_KEY, LAYER_BITS_KEY = "type:", "bits:"  # per-layer space hyperparameters: type:<group>, bits:<group>
+
+
+def _design(group: str, design: Any) -> str:
+    """``design`` as "mode:bits" or "none"; raises HParamsError naming the group."""
+    text = str(design).lower()
+    if text == "none":
+        return text
+    mode, _, bits = text.partition(":")
+    if mode not in shift_types() or mode == "none" or not bits.isdigit():
+        raise HParamsError(f"layer group {group!r}: design {design!r} must be 'none' or '<type>:<bits>' with type in "
+                           f"{', '.join(t for t in shift_types() if t != 'none')}, e.g. 'ps:5'")
+    return f"{mode}:{int(bits)}"
+
+
+def _collect_layer_designs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Fold a per-layer configuration's type:<group> / bits:<group> entries into layer_designs."""
+    types = {k[len(LAYER_TYPE_KEY):]: plain(v) for k, v in values.items() if k.startswith(LAYER_TYPE_KEY)}
+    bits = {k[len(LAYER_BITS_KEY):]: plain(v) for k, v in values.items() if k.startswith(LAYER_BITS_KEY)}
+    if not types and not bits:
+        return dict(values)
+    if set(bits) - set(types):
+        group = sorted(set(bits) - set(types))[0]
+        raise HParamsError(f"bits:{group} has no type:{group} beside it")
+    clashes = [k for k in ("shift_type", "shift_depth", "weight_bits", "layer_designs") if k in values]
+    if clashes:
+        raise HParamsError(f"per-layer designs (type:<group>) replace {clashes[0]}: drop it from the space or the "
+                           "fixed values")
+    rest = {k: v for k, v in values.items() if not k.startswith((LAYER_TYPE_KEY, LAYER_BITS_KEY))}
+    designs = {}
+    for group, kind in types.items():
+        kind = str(kind).lower()
+        if kind == "none":
+            designs[group] = "none"
+        elif group not in bits:
+            raise HParamsError(f"type:{group} is {kind!r} but bits:{group} is missing: give it a weight width")
+        else:
+            designs[group] = f"{kind}:{int(bits[group])}"
+    return {**rest, "layer_designs": designs}
 
 
 @dataclass(frozen=True)

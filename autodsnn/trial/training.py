@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import AutoDSNNError
-from ..shift import convert, cost
+from ..shift import convert, convertible_layers, cost
 from ..zoo import DataSplits, DatasetInfo, create_model, load_dataset, load_weights
 from .energy import EnergyMeter, format_energy
 from .hparams import HParams, Task
@@ -59,10 +59,22 @@ def build_model(hparams: HParams, task: Task, info: DatasetInfo) -> tuple[nn.Mod
     if task.weights:
         load_weights(model, task.weights)
     converted = 0
-    if hparams.shift_type != "none":
+    if hparams.layer_designs is not None:
+        example = torch.zeros(1, *info.input_shape)
+        layer_map = {p: c for p, c in hparams.layer_map().items() if _matches_a_layer(model, p)}
+        converted = len(convert(model, layer_map, example_inputs=example))
+    elif hparams.shift_type != "none":
         example = torch.zeros(1, *info.input_shape)
         converted = len(convert(model, hparams.shift_config(), example_inputs=example))
     return model, converted
+
+
+def _matches_a_layer(model: nn.Module, pattern: str) -> bool:
+    """Whether ``pattern`` names a convertible layer: of a group's two patterns (``g``, ``g.*``)
+    usually only one does, and convert() refuses patterns that match nothing."""
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(n, pattern) for n in convertible_layers(model))
 
 
 def make_optimizer(hparams: HParams, model: nn.Module) -> torch.optim.Optimizer:

@@ -7,10 +7,10 @@ Modules: ``models`` (registry and builders), ``data`` (one record per data set, 
 from .data import (DataSplits, DatasetInfo, DatasetNotFoundError, DatasetSource, TensorLoader, dataset_info,
                    dataset_source, find_local, list_datasets, load_dataset, normalize_name)
 from .errors import ZooError
-from .models import (ModelInfo, create_model, list_models, load_weights, model_info, num_convertible_layers,
-                     register_model)
+from .models import (ModelInfo, convertible_layer_names, create_model, list_models, load_weights, model_info,
+                     num_convertible_layers, register_model)
 
 __all__ = ["DataSplits", "DatasetInfo", "DatasetNotFoundError", "DatasetSource", "TensorLoader", "ZooError",
            "dataset_info", "dataset_source", "find_local", "list_datasets", "load_dataset", "normalize_name",
-           "ModelInfo", "create_model", "list_models", "load_weights", "model_info", "num_convertible_layers",
-           "register_model"]
+           "ModelInfo", "convertible_layer_names", "create_model", "list_models", "load_weights", "model_info",
+           "num_convertible_layers", "register_model"]

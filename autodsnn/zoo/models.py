@@ -201,7 +201,12 @@ def model_info(name: str, **kw: Any) -> ModelInfo:
 
 def num_convertible_layers(name: str, **kw: Any) -> int:
     """How many nn.Linear/nn.Conv2d layers ``create_model(name, **kw)`` has for convert()."""
-    return len(convertible_layers(_build_cheaply(name, kw)))
+    return len(convertible_layer_names(name, **kw))
+
+
+def convertible_layer_names(name: str, **kw: Any) -> list[str]:
+    """The qualified names of the layers convert() could swap in ``create_model(name, **kw)``."""
+    return convertible_layers(_build_cheaply(name, kw))
 
 
 # ---------------------------------------------------------------------------------------------
