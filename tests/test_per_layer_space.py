@@ -109,6 +109,10 @@ def test_optimize_over_a_per_layer_space_stores_and_retrains_a_mixed_design(tmp_
         assert set(designs) == {"fc1", "fc2", "fc3"}
         assert t.result.converted_layers == sum(d != "none" for d in designs.values())
         assert t.result.hparams["layer_designs"] == designs
+    from autodsnn.analysis.report import write_report
+
+    html = write_report(tmp_path / "run").read_text()
+    assert "Which layers the front's designs shift, and how" in html
     mixed = next((t for t in ok if len(set(HParams.from_dict(t.config).layer_designs.values())) > 1), ok[0])
     task = exp.task()
     card = retrain(mixed.config, task, 0.2, tmp_path / "retrained")
@@ -120,3 +124,21 @@ def test_optimize_over_a_per_layer_space_stores_and_retrains_a_mixed_design(tmp_
         assert modes == {g: d for g, d in card["configuration"]["layer_designs"].items() if d != "none"}
     model.load_state_dict(torch.load(tmp_path / "retrained" / "model.pt", weights_only=True)["model"])
     assert json.loads((tmp_path / "retrained" / "model_card.json").read_text())["configuration"]["layer_designs"]
+
+
+def test_report_and_labels_show_each_layer_groups_design(tmp_path):
+    from autodsnn.analysis.plots import plot_layer_designs, point_label
+    from autodsnn.analysis.summary import short_config
+    from autodsnn.store import TrialRow
+    from autodsnn.trial import TrialResult
+
+    config = {"lr": 0.01, "type:fc1": "ps", "bits:fc1": 5, "type:fc2": "none", "type:fc3": "dense", "bits:fc3": 2}
+    assert point_label(config) == "P5 . D2"
+    assert short_config(config).startswith("layers=fc1:ps:5,fc2:none,fc3:dense:2 ")
+    many = {f"type:l{i}": "q" if i % 3 else "none" for i in range(9)} | {f"bits:l{i}": 3 for i in range(9) if i % 3}
+    assert point_label(many) == "6/9 shifted"
+    rows = [TrialRow(trial_id=i, config_id=i, config=c, budget=1.0, seed=0, is_default=False, started_at=0,
+                     ended_at=1, result=TrialResult(status="ok")) for i, c in enumerate([config, many])]
+    png = plot_layer_designs(rows, tmp_path / "layers.png")
+    assert png is not None and png.stat().st_size > 1000
+    assert plot_layer_designs(rows[:0], tmp_path / "none.png") is None

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..store import TrialRow
 from ..trial import TrialStatus
+from ..trial.hparams import layer_designs_of
 from ..trial.objectives import label
 from .importance import BUDGET_FEATURE, INACTIVE, category_order, is_categorical
 from .pareto import FrontInfo
@@ -34,7 +35,13 @@ def _check_format(path: Path) -> None:
 
 
 def point_label(config: dict[str, Any]) -> str:
-    """The hyperparameters that tell DSNN designs apart, short."""
+    """The hyperparameters that tell DSNN designs apart, short. A per-layer design reads as its
+    groups' designs in order (``P5 . D2``: PS 5-bit, float, dense 2-bit), or a count when long."""
+    designs = layer_designs_of(config)
+    if designs is not None:
+        short = [_short_design(d) for d in designs.values()]
+        shifted = sum(d != "none" for d in designs.values())
+        return " ".join(short) if len(short) <= 6 else f"{shifted}/{len(short)} shifted"
     kind = config.get("shift_type", "?")
     if kind == "none":
         return "float"
@@ -46,6 +53,51 @@ def point_label(config: dict[str, Any]) -> str:
     if "act_int_bits" in config and "act_frac_bits" in config:
         parts.append(f"a{config['act_int_bits']}.{config['act_frac_bits']}")
     return " ".join(parts)
+
+
+def _short_design(design: str) -> str:
+    if design == "none":
+        return "."
+    mode, bits = design.split(":")
+    return f"{mode[0].upper()}{bits}"
+
+
+# one colour per layer type in the layer x design chart (float is white)
+TYPE_COLOURS = {"none": "#ffffff", "q": "#9ecae1", "ps": "#fc9272", "dense": "#a1d99b"}
+
+
+def plot_layer_designs(rows: Sequence[TrialRow], path: str | Path, *, title: str = "per-layer designs",
+                       dpi: int = 150) -> Path | None:
+    """A layer x design chart: one row per design (trial), one column per layer group, each cell
+    coloured by the group's type with its weight bits written in it. None when no row has
+    per-layer designs."""
+    path = Path(path)
+    _check_format(path)
+    designs = [(t, layer_designs_of(t.config)) for t in rows]
+    designs = [(t, d) for t, d in designs if d is not None]
+    if not designs:
+        return None
+    from matplotlib.colors import to_rgb
+
+    groups = list(dict.fromkeys(g for _, d in designs for g in d))
+    fig, ax = _figure((max(5.0, 0.55 * len(groups) + 2.5), max(2.0, 0.4 * len(designs) + 1.2)))
+    image = np.ones((len(designs), len(groups), 3))
+    for i, (_, d) in enumerate(designs):
+        for j, g in enumerate(groups):
+            kind, _, bits = d.get(g, "none").partition(":")
+            image[i, j] = to_rgb(TYPE_COLOURS.get(kind, "#cccccc"))
+            ax.text(j, i, bits or "", ha="center", va="center", fontsize=8)
+    ax.imshow(image, aspect="auto")
+    ax.set_xticks(range(len(groups)), groups, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(designs)), [f"trial {t.trial_id}" for t, _ in designs], fontsize=8)
+    for kind, colour in TYPE_COLOURS.items():
+        ax.scatter([], [], marker="s", color=colour, edgecolors="black", label="float" if kind == "none" else kind)
+    fig.legend(loc="upper right", fontsize=7, ncol=4)
+    ax.set_title(title + " (cells: weight bits)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
 
 
 def _save(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str, dpi: int = 150) -> Path:

@@ -15,7 +15,7 @@ from ..trial.energy import format_energy
 from ..trial.objectives import label, show
 from .importance import RunImportance, importance_or_reason
 from .pareto import comparison_text, footprint, front_info, hypervolume_curve
-from .plots import plot_front, plot_hypervolume, plot_marginals, point_label
+from .plots import plot_front, plot_hypervolume, plot_layer_designs, plot_marginals, point_label
 from .summary import footprint_text
 
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -128,6 +128,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, objectives:
                                          title="hypervolume against the search's energy")
         front_img, hv_img, hv_energy_img = _img(front_png), _img(hv_png), _img(hv_energy_png)
         importance_html = _importance_html(importance, why, info.all_trials, Path(tmp))
+        front_rows = [info.trials[i] for i in info.front_indices]
+        layers_png = plot_layer_designs(front_rows, Path(tmp) / "layers.png", title="the front's designs per layer")
+        layers_html = ("" if layers_png is None else "<h2>Which layers the front's designs shift, and how</h2>"
+                       + _img(layers_png))
     obj = info.objectives
     head = ("<tr><th class='l'>trial</th><th class='l'>design</th><th>budget</th>"
             + "".join(f"<th>{html.escape(label(o))}</th>" for o in obj)
@@ -163,6 +167,7 @@ measured spread (two standard errors of the error, half the IQR of repeated infe
 <div class="scroll"><table>{head}{''.join(rows)}</table></div>
 <h2>Default configuration</h2><div class="scroll">\
 <table>{head}{default_row or '<tr><td class="l">the default has no result at this budget</td></tr>'}</table></div>
+{layers_html}
 <h2>Which hyperparameters matter</h2>{importance_html}
 <h2>The search's own footprint</h2>
 <p>{html.escape(footprint_text(spent))}.</p>

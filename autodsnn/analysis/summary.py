@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from ..store import Run, TrialRow
 from ..trial import TrialStatus
 from ..trial.energy import format_emissions, format_energy
+from ..trial.hparams import layer_designs_of
 from ..trial.objectives import check_objectives, show
 from .pareto import Footprint, FrontInfo, ParetoError, comparison_text, footprint, front_info
 
@@ -77,8 +78,10 @@ def beside(row: TrialRow) -> str:
 
 def short_config(config: dict[str, Any]) -> str:
     keys = ("shift_type", "shift_depth", "weight_bits", "act_int_bits", "act_frac_bits", "optimizer", "lr")
-    return " ".join(f"{k}={config[k]:.3g}" if isinstance(config[k], float) else f"{k}={config[k]}"
-                    for k in keys if k in config)
+    designs = layer_designs_of(config)
+    layers = "" if designs is None else "layers=" + ",".join(f"{g}:{d}" for g, d in designs.items()) + " "
+    return layers + " ".join(f"{k}={config[k]:.3g}" if isinstance(config[k], float) else f"{k}={config[k]}"
+                             for k in keys if k in config)
 
 
 def summarize(run: Run, objectives: Sequence[str] | None = None, stopped: str = "") -> RunSummary:

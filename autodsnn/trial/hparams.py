@@ -210,6 +210,16 @@ def _design(group: str, design: Any) -> str:
     return f"{mode}:{int(bits)}"
 
 
+def layer_designs_of(config: Mapping[str, Any]) -> dict[str, str] | None:
+    """A stored configuration's per-layer designs (group -> "ps:5" / "none"), None for a global design."""
+    if "layer_designs" in config:
+        return dict(config["layer_designs"])
+    if not any(str(k).startswith(LAYER_TYPE_KEY) for k in config):
+        return None
+    return _collect_layer_designs({k: v for k, v in config.items()
+                                   if str(k).startswith((LAYER_TYPE_KEY, LAYER_BITS_KEY))})["layer_designs"]
+
+
 def _collect_layer_designs(values: Mapping[str, Any]) -> dict[str, Any]:
     """Fold a per-layer configuration's type:<group> / bits:<group> entries into layer_designs."""
     types = {k[len(LAYER_TYPE_KEY):]: plain(v) for k, v in values.items() if k.startswith(LAYER_TYPE_KEY)}
