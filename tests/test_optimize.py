@@ -47,6 +47,7 @@ def test_end_to_end_local_cluster(tmp_path):
     assert any(t.result.inference_path == "native-cpu float" for t in ok)
     assert summary.highest_budget == 3.0 and summary.front
     text = summary.describe()  # what `autodsnn status` prints
+    assert text.startswith(f"run {tmp_path / 'run'} (smac over small): {len(trials)} trials (")
     assert "the search's own footprint" in text and "uJ/image" in text and "kWh" not in text
     assert summary.elapsed < 50 + 30  # ends on time (plus the last evaluations)
     assert (tmp_path / "run" / "smac" / "smac").exists()

@@ -24,6 +24,7 @@ class RunSummary:
     info: FrontInfo | None = None     # None until a trial succeeds
     stopped: str = ""
     spent: Footprint | None = None    # what all the run's trials cost
+    strategy: str = ""                # the search strategy and space, e.g. "smac over small"
 
     @property
     def highest_budget(self) -> float | None:
@@ -41,7 +42,9 @@ class RunSummary:
 
     def describe(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-        lines = [f"run {self.run_dir}: {sum(self.counts.values())} trials ({counts}) in {self.elapsed:.0f}s; "
+        n = sum(self.counts.values())
+        how = f" ({self.strategy})" if self.strategy else ""
+        lines = [f"run {self.run_dir}{how}: {n} trial{'' if n == 1 else 's'} ({counts}) in {self.elapsed:.0f}s; "
                  f"{self.stopped}".rstrip("; ")]
         if self.spent is not None:
             lines.append(footprint_text(self.spent))
@@ -94,7 +97,9 @@ def summarize(run: Run, objectives: Sequence[str] | None = None, stopped: str = 
     except ParetoError:  # no successful trial yet
         info = None
     every = info.all_trials if info is not None else run.trials()
-    return RunSummary(run.path, objectives, counts, elapsed, info, stopped, footprint(every))
+    exp = run.experiment
+    strategy = f"{exp.get('optimizer', 'smac')} over {exp.get('space', '?')}" if exp else ""
+    return RunSummary(run.path, objectives, counts, elapsed, info, stopped, footprint(every), strategy)
 
 
 def footprint_text(spent: Footprint) -> str:
