@@ -6,12 +6,17 @@ on the 10,000 test images, as their table is. Prints our test accuracy beside th
 and reproduced figures (../shared/anchors.md) and writes benchmarks/results/mnist_deepshift.json.
 
     python benchmarks/mnist_deepshift.py [--epochs 10] [--seeds 0 1 2] [--models mnist-fc mnist-conv]
-                                         [--types float q ps ps-unscaled]
+                                         [--types float q ps ps-unscaled] [--recipe deepshift|cosine]
 
 Types: "q" is DeepShift-Q's zero-free code set ("q+zero" adds the zero level autodsnn <= 0.2 had);
 "ps" scales dL/dS by 2^round(P) as the paper's chain rule does, "ps-unscaled" passes dL/dW as
 DeepShift's code does (ShiftConfig.sign_grad). Results are written after every run, so an
 interrupted table keeps what finished.
+
+Recipes: "deepshift" is theirs exactly (constant learning rate 0.01; SGD, RAdam for PS). "cosine"
+is ours: RAdam for every type, the learning rate annealed to 0 over the epochs (cosine, per
+batch), starting at 0.01 (0.02 for PS, whose sign and shift latents move in steps of 0.5 before a
+weight changes), everything else unchanged.
 """
 from __future__ import annotations
 
@@ -41,26 +46,37 @@ TYPES = {"float": (None, {}, "sgd"), "q": ("q", {}, "sgd"), "q+zero": ("q", {"ze
          "ps": ("ps", {}, "radam"), "ps-unscaled": ("ps", {"sign_grad": "unscaled"}, "radam")}
 
 
-def run(model_name: str, shift_type: str, epochs: int, batch: int, seed: int) -> dict:
+RECIPES = ("deepshift", "cosine")
+COSINE_LR = {"ps": 0.02}  # the cosine recipe's starting learning rate where it is not 0.01
+
+
+def run(model_name: str, shift_type: str, epochs: int, batch: int, seed: int, recipe: str = "deepshift") -> dict:
     torch.manual_seed(seed)
     data = load_dataset("mnist", val_fraction=0.0)
     model = create_model(model_name, num_classes=10)
     mode, options, optimizer_name = TYPES[shift_type]
     if mode is not None:
         convert(model, ShiftConfig(mode=mode, weight_bits=5, shift_depth="all", **options))
-    optimizer = build_optimizer(optimizer_name, model, lr=0.01, momentum=0.0)
+    lr = 0.01
+    if recipe == "cosine":
+        optimizer_name, lr = "radam", COSINE_LR.get(mode, 0.01)
+    optimizer = build_optimizer(optimizer_name, model, lr=lr, momentum=0.0)
     train = TensorLoader.from_dataset(data.train, batch, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    schedule = None
+    if recipe == "cosine":
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train))
     test = TensorLoader.from_dataset(data.test, 1000)
     start = time.perf_counter()
     history = []
     for epoch in range(epochs):
-        stats = train_epoch(model, train, optimizer)
+        stats = train_epoch(model, train, optimizer, on_batch=(lambda i, loss: schedule.step()) if schedule else None)
         acc = 100 * evaluate(model, test).accuracy
         history.append({"epoch": epoch + 1, "train_loss": stats.loss, "test_accuracy": acc, "seconds": stats.seconds})
         print(f"  {model_name} {shift_type} epoch {epoch + 1}: loss {stats.loss:.4f} test acc {acc:.2f}% "
               f"({stats.seconds:.1f} s)", flush=True)
-    return {"model": model_name, "type": shift_type, "seed": seed, "test_accuracy": history[-1]["test_accuracy"],
-            "seconds": time.perf_counter() - start, "history": history}
+    return {"model": model_name, "type": shift_type, "seed": seed, "recipe": recipe,
+            "lr": lr, "test_accuracy": history[-1]["test_accuracy"], "seconds": time.perf_counter() - start,
+            "history": history}
 
 
 def main() -> None:
@@ -70,6 +86,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--models", nargs="+", default=["mnist-fc", "mnist-conv"])
     ap.add_argument("--types", nargs="+", default=["float", "q", "ps"], choices=list(TYPES))
+    ap.add_argument("--recipe", default="deepshift", choices=RECIPES, help="training recipe (see the docstring)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--merge", nargs="*", default=[], help="earlier result JSONs (other seeds) to include")
     ap.add_argument("--name", default="mnist_deepshift", help="result file name in benchmarks/results/")
@@ -80,7 +97,7 @@ def main() -> None:
     for seed in args.seeds:
         for m in args.models:
             for t in args.types:
-                results.append(run(m, t, args.epochs, args.batch, seed))
+                results.append(run(m, t, args.epochs, args.batch, seed, args.recipe))
                 write_json(args.name, {"args": vars(args), "results": results, "complete": False})
     for path in args.merge:
         earlier = json.loads(Path(path).read_text())
@@ -95,7 +112,7 @@ def main() -> None:
             spread = f"{min(accs):.2f}-{max(accs):.2f}" if len(accs) > 1 else "-"
             rows.append([m, t, f"{mean:.2f}", spread, len(accs), f"{pub:.2f}", f"{measured:.2f}",
                          f"{mean - measured:+.2f}"])
-    print(f"\nMNIST test accuracy (%), final epoch, {args.epochs} epochs, batch {args.batch}")
+    print(f"\nMNIST test accuracy (%), final epoch, {args.epochs} epochs, batch {args.batch}, recipe {args.recipe}")
     print(markdown_table(["model", "type", "autodsnn mean", "min-max", "seeds", "DeepShift published",
                           "DeepShift measured", "mean vs measured"], rows))
     print(f"wrote {write_json(args.name, {'args': vars(args), 'results': results, 'complete': True})}")
