@@ -34,3 +34,34 @@ def test_surrogate_refits_less_often_as_the_history_grows(tmp_path):
             expected.append((n, selector._retrain_after))
     # max(8, n / 32): SMAC's 8 until 256 trials, then a 32nd of the history
     assert expected == [(1, 8), (255, 8), (256, 8), (300, 9), (1000, 31)]
+
+
+def test_incremental_objective_bounds_equal_smacs_full_recomputation(tmp_path):
+    import random
+
+    from smac.runhistory import RunHistory
+    from smac.runhistory.enumerations import StatusType
+
+    space = _scenario(tmp_path).configspace
+    plain, ours = RunHistory(), RunHistory()
+    facade.keep_bounds_incrementally(ours)
+    rng = random.Random(0)
+    configs = list(space.sample_configuration(30))
+    for step in range(300):
+        config = rng.choice(configs)
+        budget = rng.choice([1.0, 3.0, 9.0])
+        status = rng.choice([StatusType.RUNNING, StatusType.SUCCESS, StatusType.SUCCESS, StatusType.CRASHED])
+        cost = [rng.uniform(0, 1), rng.uniform(0, 100)]  # a re-told key may get other costs: bounds can shrink
+        for rh in (plain, ours):
+            rh.add(config, cost=cost, status=status, budget=budget, seed=0, force_update=True)
+        assert ours.objective_bounds == [tuple(b) for b in plain.objective_bounds], step
+
+
+def test_the_selectors_processed_configs_answer_in_by_lookup(tmp_path):
+    selector = facade._config_selector(_scenario(tmp_path))
+    configs = list(_scenario(tmp_path).configspace.sample_configuration(5))
+    selector._processed_configs = configs[:3]
+    assert isinstance(selector._processed_configs, facade._IndexedList)
+    assert configs[0] in selector._processed_configs and configs[4] not in selector._processed_configs
+    selector._processed_configs.append(configs[4])
+    assert configs[4] in selector._processed_configs and len(selector._processed_configs) == 4
