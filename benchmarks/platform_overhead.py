@@ -1,19 +1,32 @@
-"""Platform overhead of `optimize` (SMAC ask/tell + Dask + run store + CodeCarbon per trial).
+"""Platform overhead of `optimize` (SMAC ask/tell + Dask + run store + CodeCarbon per trial), and
+its scaling to more workers.
 
-Every trial is `autodsnn.search.worker.sleep_trial_task`: it sleeps a fixed time inside an energy meter,
-as a real trial trains inside one, so everything beyond the sleep is the platform's overhead.
-Reports trials/hour at 1, 2 and 4 local workers, the overhead per trial
-(workers x elapsed / trials - sleep) and the scaling efficiency against the 1-worker rate.
+Every trial is `autodsnn.search.worker.sleep_trial_task`: it sleeps a fixed time inside an energy
+meter, as a real trial trains inside one, so everything beyond the sleep is the platform's overhead.
+Reports trials/hour, the overhead per trial (workers x elapsed / trials - sleep) and the scaling
+efficiency: trials/hour against the ideal workers / sleep.
 
     python benchmarks/platform_overhead.py [--sleep 1.0] [--seconds 40] [--workers 1 2 4]
+    python benchmarks/platform_overhead.py --remote --no-meter --workers 2 4 8 16 --name platform_scaling
+
+``--remote`` starts `dask scheduler` and `dask worker --nworkers N --nthreads 1` processes and runs
+against that address, as `--scheduler` does (workers may outnumber cores: the trials sleep);
+``--no-meter`` leaves out the energy meter, whose own CPU time would otherwise compete for the
+cores when workers outnumber them.
 """
 from __future__ import annotations
 
 import argparse
 import functools
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from autodsnn.search.experiment import Experiment
 from autodsnn.search.optimize import optimize
@@ -23,11 +36,42 @@ from autodsnn.search.worker import sleep_trial_task
 from common import markdown_table, write_json
 
 
-def measure(workers: int, sleep: float, seconds: float) -> tuple[int, float]:
-    exp = Experiment(dataset="mnist", model="mnist-fc", space="small", min_budget=1, max_budget=9, workers=workers,
-                     budget=seconds)
+@contextmanager
+def remote_cluster(workers: int, folder: Path) -> Iterator[str]:
+    """`dask scheduler` plus one `dask worker` process holding ``workers`` single-thread workers."""
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
+    sched_file = folder / "scheduler.json"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", "0", "--no-dashboard", "--scheduler-file", str(sched_file)],
+                              env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        while not (sched_file.exists() and sched_file.stat().st_size):
+            time.sleep(0.2)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                       "--nworkers", str(workers), "--no-dashboard", "--memory-limit", "0"],
+                                      env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address) as client:
+            client.wait_for_workers(workers, timeout=300)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=60)
+
+
+def measure(workers: int, sleep: float, seconds: float, remote: bool, meter: bool) -> tuple[int, float]:
+    trial = functools.partial(sleep_trial_task, seconds=sleep, meter=meter)
     with tempfile.TemporaryDirectory() as tmp:
-        optimize(exp, Path(tmp) / "run", trial_fn=functools.partial(sleep_trial_task, seconds=sleep))
+        exp = Experiment(dataset="mnist", model="mnist-fc", space="small", min_budget=1, max_budget=9,
+                         workers=workers, budget=seconds)
+        if remote:
+            with remote_cluster(workers, Path(tmp)) as address:
+                optimize(exp.replace(scheduler=address), Path(tmp) / "run", trial_fn=trial)
+        else:
+            optimize(exp, Path(tmp) / "run", trial_fn=trial)
         with Run.open(Path(tmp) / "run") as run:
             trials = run.trials()
     # Steady state: from the first trial's start (cluster start-up excluded) to the last end.
@@ -41,20 +85,24 @@ def main() -> None:
     ap.add_argument("--sleep", type=float, default=1.0)
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--remote", action="store_true", help="an existing cluster (dask scheduler + dask worker)")
+    ap.add_argument("--no-meter", dest="meter", action="store_false", help="trials only sleep")
+    ap.add_argument("--name", default="platform_overhead")
     args = ap.parse_args()
-    rows, out, per_worker = [], {}, None
+    rows, out = [], {}
     for n in args.workers:
-        count, span = measure(n, args.sleep, args.seconds)
+        count, span = measure(n, args.sleep, args.seconds, args.remote, args.meter)
         rate = count / span
-        per_worker = per_worker or rate / n
         overhead = n * span / count - args.sleep
-        eff = rate / (per_worker * n)
+        eff = rate * args.sleep / n
         out[n] = {"trials": count, "seconds": span, "trials_per_hour": rate * 3600, "overhead_s": overhead,
                   "scaling_efficiency": eff}
         rows.append([n, count, f"{rate * 3600:.0f}", f"{overhead:.3f}", f"{100 * eff:.0f}%"])
-    print(f"sleep {args.sleep}s per trial, {args.seconds:.0f}s budget per setting, {time.strftime('%Y-%m-%d')}")
-    print(markdown_table(["workers", "trials", "trials/hour", "overhead s/trial", "scaling efficiency"], rows))
-    print(f"wrote {write_json('platform_overhead', {'args': vars(args), 'results': out})}")
+    where = "remote cluster (dask scheduler + dask worker)" if args.remote else "local cluster"
+    print(f"{where}, sleep {args.sleep}s per trial{' in an energy meter' if args.meter else ''}, "
+          f"{args.seconds:.0f}s budget per setting, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    print(markdown_table(["workers", "trials", "trials/hour", "overhead s/trial", "scaling efficiency vs ideal"], rows))
+    print(f"wrote {write_json(args.name, {'args': vars(args), 'results': out})}")
 
 
 if __name__ == "__main__":
