@@ -44,7 +44,7 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
         experiment.optimizer]
     if experiment.optimizer == "smac":
         kwargs["model"] = _surrogate(scenario)
-        kwargs["config_selector"] = _config_selector(scenario)
+        kwargs["config_selector"] = selector = _config_selector(scenario)
         kwargs["initial_design"] = MultiFidelityFacade.get_initial_design(
             scenario, n_configs=experiment.initial_configs, additional_configs=[default])
         if len(objectives) > 1:
@@ -57,7 +57,18 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
         warnings.simplefilter("ignore")
         built = facade(scenario, target_function=_smac_target, **kwargs)
     keep_bounds_incrementally(built.runhistory)
+    if experiment.optimizer == "smac":
+        built.autodsnn_config_selector = selector  # for set_parallel_trials
     return built
+
+
+def set_parallel_trials(facade: Any, slots: int) -> None:
+    """Let SMAC's surrogate refit after at least ``slots`` new configurations: with many workers
+    free at once, one model proposes a batch for all of them, instead of a refit (and an
+    acquisition search) every RETRAIN_AFTER trials starving the workers."""
+    selector = getattr(facade, "autodsnn_config_selector", None)
+    if selector is not None:
+        selector.parallel_trials = max(1, int(slots))
 
 
 def _surrogate(scenario: Any) -> Any:
@@ -78,8 +89,8 @@ RETRAIN_FRACTION = 1 / 32
 
 
 def _config_selector(scenario: Any) -> Any:
-    """SMAC's ConfigSelector, refitting after max(RETRAIN_AFTER, RETRAIN_FRACTION x trials so far)
-    new configurations (SMAC: a fixed 8). The selector reads ``_retrain_after`` after every
+    """SMAC's ConfigSelector, refitting after max(RETRAIN_AFTER, parallel trials, RETRAIN_FRACTION x
+    trials so far) new configurations (SMAC: a fixed 8). The selector reads ``_retrain_after`` after every
     configuration it hands out; here it is computed from the run history's current size."""
     from smac.main.config_selector import ConfigSelector
 
@@ -94,10 +105,12 @@ def _config_selector(scenario: Any) -> Any:
         def _processed_configs(self, configs: list) -> None:
             self._processed = _IndexedList(configs)
 
+        parallel_trials = 1
+
         @property
         def _retrain_after(self) -> int:
             history = len(self._runhistory) if self._runhistory is not None else 0
-            return max(self._retrain_floor, int(history * RETRAIN_FRACTION))
+            return max(self._retrain_floor, self.parallel_trials, int(history * RETRAIN_FRACTION))
 
         @_retrain_after.setter
         def _retrain_after(self, value: int) -> None:
