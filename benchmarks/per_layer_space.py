@@ -24,14 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from autodsnn.analysis.pareto import front_info, reference_point
 from autodsnn.search.experiment import Experiment, parse_duration
 from autodsnn.search.optimize import optimize
-from autodsnn.store import Run
 from autodsnn.trial.hparams import layer_designs_of
 
 from common import RESULTS, markdown_table, write_json
-from search_quality import at, curve, quartiles
+from search_quality import at, quartiles, read_runs
 
 ARMS = {"global": "small", "per-layer": "per_layer"}
 
@@ -68,16 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     budget_s = parse_duration(args.budget)
     dirs = run_all(args)
-    runs = {key: Run.open(path) for key, path in dirs.items()}
-    try:
-        objectives = tuple(next(iter(runs.values())).objectives)
-        infos = {key: front_info(run, objectives, "max") for key, run in runs.items()}
-        ref = reference_point(np.vstack([i.points for i in infos.values() if len(i.points)]))
-        curves = {key: curve(run, objectives, ref) for key, run in runs.items()}
-        trials = {key: len(run.trials()) for key, run in runs.items()}
-    finally:
-        for run in runs.values():
-            run.close()
+    objectives, infos, ref, curves, trials = read_runs(dirs)
     grid = np.linspace(0, budget_s, 61)
     seeds = sorted({s for _, s in dirs})
     result: dict = {"objectives": list(objectives), "reference_point": ref.tolist(), "seeds": seeds,

@@ -86,19 +86,26 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return float(q[0]), float(q[1]), float(q[2])
 
 
-def analyse(dirs: dict[tuple[str, int], Path], budget_s: float, optimizers: list[str]) -> dict[str, Any]:
+def read_runs(dirs: dict[Any, Path]) -> tuple[tuple[str, ...], dict, np.ndarray, dict, dict]:
+    """(objectives, top-budget front info per run, the reference point shared by all runs,
+    hypervolume curve per run, trial count per run) of finished runs."""
     runs = {key: Run.open(path) for key, path in dirs.items()}
     try:
         objectives = tuple(next(iter(runs.values())).objectives)
         infos = {key: front_info(run, objectives, "max") for key, run in runs.items()}
         ref = reference_point(np.vstack([i.points for i in infos.values() if len(i.points)]))
         curves = {key: curve(run, objectives, ref) for key, run in runs.items()}
-        fronts = {key: i.points[i.front_mask].tolist() for key, i in infos.items()}
         trials = {key: len(run.trials()) for key, run in runs.items()}
-        top_trials = {key: len(i.trials) for key, i in infos.items()}
     finally:
         for run in runs.values():
             run.close()
+    return objectives, infos, ref, curves, trials
+
+
+def analyse(dirs: dict[tuple[str, int], Path], budget_s: float, optimizers: list[str]) -> dict[str, Any]:
+    objectives, infos, ref, curves, trials = read_runs(dirs)
+    fronts = {key: i.points[i.front_mask].tolist() for key, i in infos.items()}
+    top_trials = {key: len(i.trials) for key, i in infos.items()}
     final = {key: c[-1][1] for key, c in curves.items()}
     seeds = sorted({s for _, s in dirs})
     random_final = statistics.median(final[("random", s)] for s in seeds) if "random" in optimizers else None
