@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from autodsnn.store import Run, StoreError
+from autodsnn.store import SCHEMA_VERSION, Run, StoreError
 from autodsnn.trial import OBJECTIVES, TrialResult, TrialStatus
 
 
@@ -50,7 +50,8 @@ def test_a_schema_1_run_opens_and_takes_new_trials(tmp_path):
         (row,) = run.trials()
         assert row.result.val_error == 0.5 and row.is_default and row.objectives["energy"] == 1e-6
         run.add(config_id=2, config={}, budget=1.0, seed=0, result=TrialResult.failed("x", budget=1.0))
-        assert len(run) == 2 and run.meta("schema_version") == 2
+        assert len(run) == 2 and run.meta("schema_version") == SCHEMA_VERSION == 3
+        assert run.asked() == []  # the table a schema-3 run adds: nothing was asked through it yet
 
 
 def test_a_newer_schema_is_refused(tmp_path):
