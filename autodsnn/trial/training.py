@@ -59,22 +59,20 @@ def build_model(hparams: HParams, task: Task, info: DatasetInfo) -> tuple[nn.Mod
     if task.weights:
         load_weights(model, task.weights)
     converted = 0
-    if hparams.layer_designs is not None:
+    if hparams.shifts:
         example = torch.zeros(1, *info.input_shape)
-        layer_map = {p: c for p, c in hparams.layer_map().items() if _matches_a_layer(model, p)}
-        converted = len(convert(model, layer_map, example_inputs=example))
-    elif hparams.shift_type != "none":
-        example = torch.zeros(1, *info.input_shape)
-        converted = len(convert(model, hparams.shift_config(), example_inputs=example))
+        config = hparams.shift_config() if hparams.layer_designs is None else _present(hparams.layer_map(), model)
+        converted = len(convert(model, config, example_inputs=example))
     return model, converted
 
 
-def _matches_a_layer(model: nn.Module, pattern: str) -> bool:
-    """Whether ``pattern`` names a convertible layer: of a group's two patterns (``g``, ``g.*``)
-    usually only one does, and convert() refuses patterns that match nothing."""
+def _present(layer_map: dict, model: nn.Module) -> dict:
+    """The map's patterns that name a convertible layer of ``model``: of a group's two patterns
+    (``g``, ``g.*``) usually only one does, and convert() refuses patterns that match nothing."""
     import fnmatch
 
-    return any(fnmatch.fnmatchcase(n, pattern) for n in convertible_layers(model))
+    names = convertible_layers(model)  # walked once, not once per pattern
+    return {p: c for p, c in layer_map.items() if any(fnmatch.fnmatchcase(n, p) for n in names)}
 
 
 def make_optimizer(hparams: HParams, model: nn.Module) -> torch.optim.Optimizer:
