@@ -981,6 +981,22 @@ torch::Tensor fixed_point_forward(torch::Tensor x, double scale, double lo, doub
 // sign * 2^exponent. A non-finite latent makes the weight and the magnitude NaN (a diverged
 // latent must reach the loss). Returns (weight, magnitude); the same values as the PyTorch path in
 // autodsnn/shift/quant.py, which replaced about ten tensor passes per layer and step.
+// Elementwise weight passes are memory-light and vectorize (branch-free below); splitting a
+// weight tensor over threads only pays for tensors far larger than any layer's weights.
+constexpr int64_t kElementwiseParallelMin = int64_t(1) << 22;
+
+inline int32_t float_bits(float v) {
+  int32_t b;
+  std::memcpy(&b, &v, 4);
+  return b;
+}
+inline float bits_float(int32_t b) {
+  float v;
+  std::memcpy(&v, &b, 4);
+  return v;
+}
+inline bool finite_bits(int32_t b) { return (b & 0x7F800000) != 0x7F800000; }
+
 std::vector<torch::Tensor> ps_weight_forward(torch::Tensor shift, torch::Tensor sign, int64_t shift_min,
                                              int64_t shift_max) {
   TORCH_CHECK(shift.scalar_type() == torch::kFloat32 && shift.is_contiguous() && shift.device().is_cpu() &&
@@ -992,8 +1008,23 @@ std::vector<torch::Tensor> ps_weight_forward(torch::Tensor shift, torch::Tensor 
   const float lo = static_cast<float>(shift_min), hi = static_cast<float>(shift_max);
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const int64_t n = shift.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
+  if (shift_min >= -126 && shift_max <= 127) {
+    // Every level is a normal float: 2^e is the exponent field e + 127, no libm call, and the
+    // loop has no branch, so it vectorizes.
+#pragma omp parallel for schedule(static) if (n > kElementwiseParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      const float p = pp[i], s = sp[i];
+      const bool finite = finite_bits(float_bits(p)) & finite_bits(float_bits(s));
+      const float e = std::min(std::max(std::rint(finite ? p : 0.0f), lo), hi);
+      const float m = bits_float((static_cast<int32_t>(e) + 127) << 23);
+      const float v = std::rint(std::min(std::max(s, -1.0f), 1.0f)) * m + 0.0f;  // -0 -> +0, as the PyTorch path
+      mp[i] = finite ? m : nan;
+      wp[i] = finite ? v : nan;
+    }
+    return {w, magnitude};
+  }
+#pragma omp parallel for schedule(static) if (n > kElementwiseParallelMin)
+  for (int64_t i = 0; i < n; ++i) {  // levels below float32's normal range: ldexp makes the subnormals
     const float p = pp[i], s = sp[i];
     if (!std::isfinite(p) || !std::isfinite(s)) {
       wp[i] = mp[i] = nan;
@@ -1002,7 +1033,7 @@ std::vector<torch::Tensor> ps_weight_forward(torch::Tensor shift, torch::Tensor 
     const float e = std::min(std::max(std::rint(p), lo), hi);
     const float m = std::ldexp(1.0f, static_cast<int>(e));
     mp[i] = m;
-    wp[i] = std::rint(std::min(std::max(s, -1.0f), 1.0f)) * m + 0.0f;  // -0 -> +0, as the PyTorch path
+    wp[i] = std::rint(std::min(std::max(s, -1.0f), 1.0f)) * m + 0.0f;
   }
   return {w, magnitude};
 }
@@ -1021,10 +1052,18 @@ std::vector<torch::Tensor> ps_weight_backward(torch::Tensor grad, torch::Tensor 
   float *dp = grad_shift.data_ptr<float>(), *ds = grad_sign.data_ptr<float>();
   const float ln2 = static_cast<float>(0.69314718055994530942);
   const int64_t n = wc.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    dp[i] = (gp[i] * wp[i]) * ln2;
-    ds[i] = scaled ? gp[i] * mp[i] : gp[i];
+  if (scaled) {
+#pragma omp parallel for schedule(static) if (n > kElementwiseParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      dp[i] = (gp[i] * wp[i]) * ln2;
+      ds[i] = gp[i] * mp[i];
+    }
+  } else {
+#pragma omp parallel for schedule(static) if (n > kElementwiseParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      dp[i] = (gp[i] * wp[i]) * ln2;
+      ds[i] = gp[i];
+    }
   }
   return {grad_shift, grad_sign};
 }
@@ -1033,7 +1072,7 @@ std::vector<torch::Tensor> ps_weight_backward(torch::Tensor grad, torch::Tensor 
 // latent rounded to the nearest power of two in its float32 bits (carry past sqrt(2) - 1 of the
 // mantissa), clamped to [2^shift_min, 2^shift_max] (both normal floats: the caller checks), with
 // the sign bit of the sign latent; NaN where a latent is not finite. The same bits as
-// round_pow2_values + keep_nonfinite in autodsnn/shift/quant.py.
+// round_pow2_values + keep_nonfinite in autodsnn/shift/quant.py. Branch-free: it vectorizes.
 torch::Tensor dense_weight_forward(torch::Tensor sign, torch::Tensor magnitude, int64_t shift_min,
                                    int64_t shift_max) {
   TORCH_CHECK(sign.scalar_type() == torch::kFloat32 && sign.is_contiguous() && sign.device().is_cpu() &&
@@ -1045,22 +1084,16 @@ torch::Tensor dense_weight_forward(torch::Tensor sign, torch::Tensor magnitude, 
   const float *sp = sign.data_ptr<float>(), *mp = magnitude.data_ptr<float>();
   float* wp = w.data_ptr<float>();
   const int32_t lo = static_cast<int32_t>((shift_min + 127) << 23), hi = static_cast<int32_t>((shift_max + 127) << 23);
-  const int32_t carry = 0x800000 - 0x3504F4;
-  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const uint32_t carry = 0x800000 - 0x3504F4;
+  const int32_t nan_bits = float_bits(std::numeric_limits<float>::quiet_NaN());
   const int64_t n = sign.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(static) if (n > kElementwiseParallelMin)
   for (int64_t i = 0; i < n; ++i) {
-    const float s = sp[i], m = mp[i];
-    if (!std::isfinite(s) || !std::isfinite(m)) {
-      wp[i] = nan;
-      continue;
-    }
-    int32_t mb, sb;
-    std::memcpy(&mb, &m, 4);
-    std::memcpy(&sb, &s, 4);
-    int32_t r = ((mb & 0x7FFFFFFF) + carry) & 0x7F800000;
+    const int32_t sb = float_bits(sp[i]), mb = float_bits(mp[i]);
+    // unsigned add: a NaN's bits plus the carry may pass INT32_MAX (its result is replaced below)
+    int32_t r = static_cast<int32_t>((static_cast<uint32_t>(mb & 0x7FFFFFFF) + carry) & 0x7F800000u);
     r = std::min(std::max(r, lo), hi) | (sb & static_cast<int32_t>(0x80000000u));
-    std::memcpy(&wp[i], &r, 4);
+    wp[i] = bits_float((finite_bits(sb) & finite_bits(mb)) ? r : nan_bits);
   }
   return w;
 }

@@ -268,6 +268,8 @@ def test_fused_dense_weight_equals_the_pytorch_path(monkeypatch, bits, shift_max
     sign[:4] = torch.tensor([0.0, -0.0, 1.0, -1.0])
     magnitude[-3:] = torch.tensor([float("nan"), float("inf"), 0.5])
     sign[-3:] = torch.tensor([0.3, -0.3, float("nan")])
+    # NaNs whose bits are the largest the bit path sees (its carry must not overflow on them)
+    magnitude[-5:-3] = torch.tensor([0x7FFFFFFF, -1], dtype=torch.int32).view(torch.float32)
 
     def run():
         return dense_weight(sign, magnitude, codes)
