@@ -138,7 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     (out / "metrics.json").write_text(json.dumps({"task": task.to_dict(), **result.to_dict()}, indent=2, default=str))
     if result.history:
         with open(out / "metrics.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(result.history[0]))
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in result.history for k in row)))
             writer.writeheader()
             writer.writerows(result.history)
     print(result.summary())

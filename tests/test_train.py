@@ -120,3 +120,29 @@ def test_retrain_and_a_trial_run_the_same_loop(tmp_path):
     assert trial.ok, trial.reason
     assert [h["epoch"] for h in card["history"]] == [h["epoch"] for h in trial.history] == [1.0, 1.5]
     assert [h["train_loss"] for h in card["history"]] == [h["train_loss"] for h in trial.history]
+
+
+def test_validating_only_after_the_last_epoch_trains_the_same_model():
+    """Search trials validate once, after the last epoch (``validate_each_epoch=False``): the
+    trained model, its final validation figures and its training curve are those of a trial that
+    validated after every epoch; only the intermediate validation figures are left out."""
+    each = Task(dataset="digits", model="mnist-fc", val_fraction=0.2, measure_inference=False)
+    once = Task(**{**each.to_dict(), "validate_each_epoch": False})
+    hp = {"shift_type": "ps", "optimizer": "adam", "lr": 0.01, "batch_size": 64}
+    a, b = train_trial(hp, 2.5, task=each, seed=3), train_trial(hp, 2.5, task=once, seed=3)
+    assert a.ok and b.ok
+    assert (a.val_error, a.val_loss, a.train_loss) == (b.val_error, b.val_loss, b.train_loss)
+    assert [r["epoch"] for r in a.history] == [r["epoch"] for r in b.history] == [1.0, 2.0, 2.5]
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+    assert all("val_error" in r for r in a.history)
+    assert ["val_error" in r for r in b.history] == [False, False, True]
+    assert b.history[-1]["val_error"] == a.history[-1]["val_error"] == a.val_error
+
+
+def test_search_trials_validate_once_and_it_does_not_split_checkpoints():
+    from autodsnn.search.experiment import Experiment
+    from autodsnn.trial.hparams import HParams, config_key
+    task = Experiment.from_file("default").task()
+    assert task.validate_each_epoch is False
+    hp = HParams.from_dict({"shift_type": "q"})
+    assert config_key(hp, task) == config_key(hp, Task(**{**task.to_dict(), "validate_each_epoch": True}))

@@ -153,9 +153,11 @@ class Experiment:
 
     def task(self) -> Task:
         """What every trial of the run trains on. The learning-rate schedule spans ``max_budget``,
-        so a Hyperband promotion continuing a lower-budget checkpoint equals training from scratch."""
+        so a Hyperband promotion continuing a lower-budget checkpoint equals training from scratch.
+        Trials validate once, after their last epoch: the search uses only that figure."""
         return Task(dataset=self.dataset, model=self.model, data_dir=self.data_dir, val_fraction=self.val_fraction,
                     train_subset=self.train_subset, device=self.device, schedule_epochs=float(self.max_budget),
+                    validate_each_epoch=False,
                     inference_kernels=self.inference_kernels, inference_window=self.inference_window,
                     inference_repeats=self.inference_repeats, inference_batch=self.inference_batch)
 

@@ -263,6 +263,10 @@ class Task:
     schedule_epochs: float | None = None  # LR schedule horizon; the optimizer sets max budget
     eval_batch_size: int = 1000
     measure_inference: bool = True
+    # Validate after every epoch (a learning curve in the trial's history) or only once, after the
+    # last: the search reads only the final figure, and on a small training subset each
+    # validation pass can cost as much as an epoch. Training is the same either way.
+    validate_each_epoch: bool = True
     inference_kernels: str = _hp("float", "how the measured inference pass runs: deployed kernels in this mode, "
                                           "or the emulation", choices=inference_kernels)
     inference_window: float = _hp(0.25, "seconds per metered inference repetition (each batch size)", parse=float)
@@ -303,8 +307,8 @@ def plain(value: Any) -> Any:
 
 
 # Task settings that do not change what is trained: a checkpoint stays valid across them.
-_RUN_ONLY = ("device", "eval_batch_size", "measure_inference", "inference_kernels", "country", "inference_window",
-             "inference_repeats", "inference_batch")
+_RUN_ONLY = ("device", "eval_batch_size", "measure_inference", "validate_each_epoch", "inference_kernels", "country",
+             "inference_window", "inference_repeats", "inference_batch")
 
 
 def config_key(hparams: HParams, task: Task) -> str:

@@ -63,10 +63,14 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
 
         with meter:
             progress = run_epochs(model, optimizer, train, hparams, generator=shuffle, seed=seed, start=epochs_done,
-                                  stop=budget, horizon=task.schedule_epochs or budget, device=device, val=val,
+                                  stop=budget, horizon=task.schedule_epochs or budget, device=device,
+                                  val=val if task.validate_each_epoch else None,
                                   deadline=deadline, meter=meter)
-            # resumed at the full budget already: nothing to train, evaluate once
+            # validated once here: trials validate only after their last epoch, or a checkpoint
+            # at the full budget already left nothing to train
             val_stats = progress.val or evaluate(model, val, device=device)
+            if progress.history and "val_error" not in progress.history[-1]:
+                progress.history[-1].update(val_loss=val_stats.loss, val_error=val_stats.error)
         result.epochs_done, result.history = progress.epochs_done, progress.history
         result.train_loss, result.val_loss, result.val_error = progress.train_loss, val_stats.loss, val_stats.error
         result.val_samples = val_stats.samples
