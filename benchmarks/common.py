@@ -25,6 +25,25 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def set_aside_unfinished(run_dir: Path) -> Path | None:
+    """Move a run folder that has no ``finished.json`` (an interrupted run, or one this script
+    did not start) to ``NAME.interrupted-YYYYmmdd-HHMMSS`` beside it, so the benchmark can run it
+    again from scratch without deleting anyone's work. Returns where it went (None: nothing there).
+    An interrupted run is not resumed: its wall clock would not compare with the others'."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = run_dir.with_name(f"{run_dir.name}.interrupted-{stamp}")
+    n = 1
+    while target.exists():  # two in one second
+        n += 1
+        target = run_dir.with_name(f"{run_dir.name}.interrupted-{stamp}-{n}")
+    run_dir.rename(target)
+    print(f"{run_dir} did not finish: moved to {target.name}; running it again from scratch", flush=True)
+    return target
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text Markdown table (pastes into the README as is)."""
     cells = [[str(c) for c in r] for r in rows]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from autodsnn.search.experiment import Experiment, parse_duration
 from autodsnn.search.optimize import optimize
 from autodsnn.trial.hparams import layer_designs_of
 
-from common import RESULTS, markdown_table, write_json
+from common import RESULTS, markdown_table, set_aside_unfinished, write_json
 from search_quality import at, quartiles, read_runs
 
 ARMS = {"global": "small", "per-layer": "per_layer"}
@@ -44,8 +43,7 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, int], Path]:
             if (run_dir / "finished.json").exists():
                 print(f"reusing {run_dir}", flush=True)
                 continue
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # an interrupted run: its wall clock would not compare
+            set_aside_unfinished(run_dir)
             exp = Experiment.from_file(args.experiment, space=ARMS[arm], seed=seed, budget=args.budget,
                                        name=f"pl-{arm}-{seed}")
             print(f"running {arm} seed {seed} for {args.budget} ...", flush=True)

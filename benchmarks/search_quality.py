@@ -15,7 +15,8 @@ shared by all runs (the worst value of every objective over all runs plus 10% of
 * the final fronts side by side (plot).
 
 Runs are kept under ``--out`` and reused when the script is run again, so an interrupted
-benchmark continues where it stopped (a run that did not finish is run again from scratch).
+benchmark continues where it stopped (a run folder without
+finished.json is moved aside, never deleted, and run again from scratch).
 
     python benchmarks/search_quality.py [--experiment default] [--budget 5m] [--seeds 0 1 2]
                                         [--optimizers smac hyperband random] [--out runs/search_quality]
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -37,7 +37,7 @@ from autodsnn.search.experiment import Experiment, parse_duration
 from autodsnn.search.optimize import optimize
 from autodsnn.store import Run
 
-from common import RESULTS, markdown_table, write_json
+from common import RESULTS, markdown_table, set_aside_unfinished, write_json
 
 OPTIMIZERS = ("smac", "hyperband", "random")
 
@@ -55,8 +55,7 @@ def run_all(args: argparse.Namespace) -> dict[tuple[str, int], Path]:
             if done.exists():
                 print(f"reusing {run_dir}", flush=True)
                 continue
-            if run_dir.exists():
-                shutil.rmtree(run_dir)  # an interrupted run: its wall clock would not compare
+            set_aside_unfinished(run_dir)
             exp = Experiment.from_file(args.experiment, optimizer=name, seed=seed, budget=args.budget,
                                        name=f"sq-{name}-{seed}")
             print(f"running {name} seed {seed} for {args.budget} ...", flush=True)

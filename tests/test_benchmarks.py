@@ -27,3 +27,16 @@ def test_bench_command_rejects_unknown_targets(capsys):
     assert main(["bench", "gpu"]) == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'gpu'" in err and err.count("\n") == 1  # one line, not argparse's usage block
+
+
+def test_an_unfinished_benchmark_run_is_moved_aside_never_deleted(tmp_path):
+    from common import set_aside_unfinished
+
+    assert set_aside_unfinished(tmp_path / "absent") is None
+    run = tmp_path / "smac-seed0"
+    for _ in range(2):  # twice within one second: the second name must not clash with the first
+        (run / "smac").mkdir(parents=True)
+        (run / "trials.sqlite").write_bytes(b"someone's work")
+        moved = set_aside_unfinished(run)
+        assert not run.exists() and (moved / "trials.sqlite").read_bytes() == b"someone's work"
+    assert len(list(tmp_path.glob("smac-seed0.interrupted-*"))) == 2

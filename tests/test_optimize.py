@@ -266,13 +266,17 @@ def _smac_default_entries(run_dir):
     return [(d["status"], d["cost"]) for d in saved["data"] if d["config_id"] in default_ids and d["budget"] == 3.0]
 
 
-def test_the_default_is_re_run_after_its_worker_is_killed(tmp_path):
+def test_the_default_is_re_run_after_its_worker_is_killed(tmp_path, monkeypatch):
     """Issue 14: a worker dying under the default says nothing about the setup. The attempt is
     recorded as lost, the default runs again, the run goes on and compares against it; SMAC is
-    told the default once, with the re-run's result."""
+    told the default once, with the re-run's result. The driver's environment is as it was,
+    though Dask's nanny writes OMP_NUM_THREADS=1 into it at each (re)spawn."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # an existing value would be what the nanny writes
+        monkeypatch.delenv(name, raising=False)
     space = _write(tmp_path / "s.yaml", DEFAULT_SPACE)
     optimize(Experiment(**{**TINY, "space": space}, budget=90, trials=8), tmp_path / "run",
              trial_fn=_kill_default_once)
+    assert "OMP_NUM_THREADS" not in os.environ and "MKL_NUM_THREADS" not in os.environ
     assert (tmp_path / "run" / "default-killed").exists()  # the default's worker did die
     defaults = _defaults_at_top(tmp_path / "run")
     assert [t.status for t in defaults] == ["lost", "ok"], [(t.status, t.reason) for t in defaults]

@@ -271,6 +271,8 @@ def test_builtin_spaces_load(name, max_layers):
     ("shift_max: {low: -200, high: 0, type: int, default: 0}", "shift_max: train rejects the value -200"),
     ("lr: {low: -1.0, high: 0.1, default: 0.01}", "lr: train rejects the value -1.0"),
     ("batch_size: {low: 0, high: 64, type: int, default: 32}", "batch_size: train rejects the value 0"),
+    ("optimizer: {choices: [sgd], default: sgd}\n  momentum: {low: 0.0, high: 1.5, default: 0.9}",
+     "momentum: train rejects the value 1.5"),
 ])
 def test_values_train_rejects_are_refused_when_the_space_loads(tmp_path, entry, message):
     path = tmp_path / "space.yaml"

@@ -6,6 +6,7 @@ import torch
 from autodsnn.trial.optim import OPTIMIZERS, Lookahead, build_optimizer, param_groups
 from autodsnn.shift import ShiftConfig, convert
 from autodsnn.trial import HParams, Task, load_checkpoint, train_trial
+from autodsnn.trial.hparams import HParamsError
 
 SMALL = Task(dataset="mnist", model="mnist-fc", train_subset=0.1, val_fraction=0.05)
 
@@ -51,6 +52,13 @@ def test_bad_configuration_and_errors_do_not_raise():
     assert "unknown hyperparameter 'lrr'" in train_trial({"lrr": 0.1}, 1, task=SMALL).reason
     r = train_trial({}, 0.1, task=Task(dataset="cifar10", data_dir="/nonexistent", model="resnet20"))
     assert r.status == "failed" and "DatasetNotFoundError" in r.reason
+
+
+@pytest.mark.parametrize("momentum", [1.0, 1.5, -0.1, float("nan"), float("inf")])
+def test_momentum_outside_zero_to_one_is_refused(momentum):
+    # at 1 the velocity never decays, above it grows every step, below 0 it flips sign
+    with pytest.raises(HParamsError, match=r"momentum must be in \[0, 1\)"):
+        HParams(optimizer="sgd", momentum=momentum)
 
 
 def test_momentum_only_for_sgd_like():

@@ -3,8 +3,10 @@ cluster of single-trial worker processes on 127.0.0.1, or an existing scheduler 
 scheduler file, over TCP or TLS)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,26 @@ def connect(scheduler: str, security_: Any = None) -> Any:
     return client
 
 
+@contextlib.contextmanager
+def nanny_environ_kept() -> Iterator[None]:
+    """Keep this process's environment as it was across a LocalCluster's life: Dask's nanny
+    writes its ``pre-spawn-environ`` (OMP_NUM_THREADS=1, ...) into the driver's own
+    ``os.environ`` before each worker spawn and never restores it, so later torch processes the
+    driver starts would get one thread."""
+    import dask
+
+    keys = set(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
+    saved = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def start_client(workers: int, scheduler: str | None, security_: Any = None) -> tuple[Any, Any, int, int]:
     """(client, cluster or None, trial slots, torch threads per trial). A LocalCluster of
     single-task worker processes on 127.0.0.1 splits the cores; an existing scheduler is used as
@@ -90,6 +112,7 @@ def start_client(workers: int, scheduler: str | None, security_: Any = None) -> 
     threads = max(1, cores // workers)  # CPU threads split evenly: oversubscribing was 5x slower
     dask.config.set({"distributed.nanny.pre-spawn-environ.OMP_NUM_THREADS": threads,
                      "distributed.nanny.pre-spawn-environ.MKL_NUM_THREADS": threads})
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, silence_logs=logging.CRITICAL)  # we report failures ourselves
+    with nanny_environ_kept():
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.CRITICAL)  # we report failures ourselves
     return Client(cluster), cluster, workers, threads

@@ -25,6 +25,7 @@ Dask workers and owns everything around that:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -43,7 +44,7 @@ from ..trial.hparams import plain
 from ..trial.objectives import crash_costs, objective_values, show
 from ..zoo import convertible_layer_names, dataset_info, find_local, load_dataset, normalize_name
 from .checkpoints import CheckpointStore, choose_transport
-from .cluster import security, start_client, worker_slots
+from .cluster import nanny_environ_kept, security, start_client, worker_slots
 from .experiment import Experiment, ExperimentError
 from .facade import build_facade, set_parallel_trials
 from .space import load_space
@@ -507,7 +508,9 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     deadline = time.time() + remaining
     own_client = client is None
     cluster = None
+    environ_kept = contextlib.ExitStack()
     if own_client:
+        environ_kept.enter_context(nanny_environ_kept())
         client, cluster, slots, threads = start_client(experiment.workers, experiment.scheduler, sec)
     else:
         slots, threads = worker_slots(client), 0
@@ -540,6 +543,7 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
             client.close()
             if cluster is not None:
                 cluster.close()
+        environ_kept.close()  # a nanny restarting a worker during the run wrote it again
         run.close()
     return RunOutcome(run_dir, stopped)
 

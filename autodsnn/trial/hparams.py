@@ -124,6 +124,8 @@ class HParams:
             raise HParamsError(f"lr must be positive, got {self.lr}")
         if self.batch_size < 1:
             raise HParamsError(f"batch_size must be positive, got {self.batch_size}")
+        if not 0.0 <= self.momentum < 1.0:  # at 1 the velocity never decays; above it grows each step
+            raise HParamsError(f"momentum must be in [0, 1), got {self.momentum}: 0.9 is the usual value")
         if self.momentum and self.optimizer not in MOMENTUM_OPTIMIZERS:
             raise HParamsError(f"momentum={self.momentum} has no effect with {self.optimizer}: it applies to "
                                f"{', '.join(MOMENTUM_OPTIMIZERS)}")
