@@ -65,3 +65,73 @@ def test_the_selectors_processed_configs_answer_in_by_lookup(tmp_path):
     assert configs[0] in selector._processed_configs and configs[4] not in selector._processed_configs
     selector._processed_configs.append(configs[4])
     assert configs[4] in selector._processed_configs and len(selector._processed_configs) == 4
+
+
+def test_refits_wait_for_their_share_of_the_drivers_time(tmp_path, monkeypatch):
+    """A refit is due after max(8, ...) new configurations, and no sooner than REFIT_TIME_SHARE of the
+    wall clock allows after the last one (a 1 s refit at share 0.25 waits 3 s)."""
+    clock = [100.0]
+    monkeypatch.setattr(facade.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(facade, "REFIT_TIME_SHARE", 0.25)
+    selector = facade._config_selector(_scenario(tmp_path))
+    selector._refit_ended, selector._refit_seconds = 100.0, 1.0
+    selector._handed_out = 7
+    assert selector._retrain_after == 8            # not enough new configurations yet
+    selector._handed_out = 8
+    clock[0] = 102.9
+    assert selector._retrain_after == 9            # enough, but only 2.9 s of the 3 s wait passed
+    clock[0] = 103.0
+    assert selector._retrain_after == 8            # due: SMAC refits when the count equals it
+
+
+def _count_refits(tmp_path, share, monkeypatch, asks=60):
+    """Ask and tell ``asks`` trials of a real SMAC facade as fast as they come; count model fits."""
+    from smac.runhistory.dataclasses import TrialValue
+
+    from autodsnn.search.experiment import Experiment
+
+    monkeypatch.setattr(facade, "REFIT_TIME_SHARE", share)
+    exp = Experiment(dataset="mnist", model="mnist-fc", space="small", min_budget=9, max_budget=9,
+                     objectives=("error", "inference_energy"))
+    smac = facade.build_facade(exp, load_space("small", max_layers=3), tmp_path / f"run{share}", overwrite=True)
+    fits = []
+    train = smac._model.train
+    monkeypatch.setattr(smac._model, "train", lambda x, y: (fits.append(len(x)), train(x, y))[1])
+    for i in range(asks):
+        info = smac.ask()
+        smac.tell(info, TrialValue(cost=[(i * 7919 % 97) / 97, float(i % 13)], time=1.0), save=False)
+    return fits
+
+
+def test_a_refit_share_of_one_refits_by_count_and_a_tiny_share_almost_never(tmp_path, monkeypatch):
+    by_count = _count_refits(tmp_path, 1.0, monkeypatch)
+    rare = _count_refits(tmp_path, 1e-9, monkeypatch)
+    # asked and told one at a time: the first fit on the 9 initial configurations (8 and the
+    # default), then one after every 8 new ones
+    assert by_count == list(range(9, 60, 8)), by_count
+    assert rare == [9], rare  # the first fit, then its model serves every later ask
+
+
+def test_running_trials_of_a_configuration_match_smacs(tmp_path):
+    """Our vector-first lookup returns what SMAC's value-by-value one does, for configurations with
+    inactive (NaN) values, equal copies that are other objects, and configurations not running."""
+    import copy
+    import random
+
+    from ConfigSpace import Configuration
+    from smac.runhistory import RunHistory
+    from smac.runhistory.enumerations import StatusType
+
+    space = load_space("dsnn", max_layers=3)  # conditional: inactive values are NaN in the vector
+    plain, ours = RunHistory(), RunHistory()
+    facade.keep_bounds_incrementally(ours)
+    rng = random.Random(1)
+    configs = list(space.sample_configuration(12))
+    for step in range(80):
+        config, budget = rng.choice(configs), rng.choice([1.0, 3.0, 9.0])
+        status = rng.choice([StatusType.RUNNING, StatusType.RUNNING, StatusType.SUCCESS])
+        for rh in (plain, ours):
+            rh.add(config, cost=[0.5, 1.0], status=status, budget=budget, seed=0, force_update=True)
+        for probe in configs + [Configuration(space, values=dict(configs[step % 12])), copy.deepcopy(configs[0])]:
+            assert ours.get_running_trials(probe) == plain.get_running_trials(probe), step
+    assert any(ours.get_running_trials(c) for c in configs)

@@ -339,3 +339,23 @@ def test_resume_under_another_path_keeps_the_smac_state(tmp_path):
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(rows(tmp_path / "moved")) == 5
+
+
+@pytest.mark.parametrize("slots, walls, asks, left, expected", [
+    (2, [30.0], [2.0], 600, 1),          # trials of 30 s cover a 2 s refit: one waiting trial
+    (16, [1.0], [0.05], 600, 4),         # quick asks: a quarter of the slots
+    (16, [1.0, 1.0, 5.0], [1.5], 600, 24),  # a 1.5 s refit with 1 s trials: 24 finish meanwhile
+    (16, [1.0], [3.0], 600, 32),         # a 3 s refit: at most twice the slots wait
+    (16, [1.0], [0.3], 600, 5),          # 16 x 0.3 s / 1 s = 4.8 trials finish during the ask
+    (16, [1.0], [0.3], 1.5, 0),          # less than two typical trials left: nothing more waits
+    (8, [], [], 600, 2),                 # nothing finished yet: a quarter of the slots
+])
+def test_trials_waiting_at_the_scheduler_cover_the_drivers_longest_ask(slots, walls, asks, left, expected):
+    from collections import deque
+
+    from autodsnn.search.optimize import _Optimizer
+
+    loop = object.__new__(_Optimizer)  # only the fields queued() reads
+    loop.slots, loop.deadline = slots, time.time() + left
+    loop.recent_walls, loop.recent_asks = deque(walls), deque(asks)
+    assert loop.queued() == expected

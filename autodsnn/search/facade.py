@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,18 @@ def _surrogate(scenario: Any) -> Any:
 # history, so refitting every 8 made the driver's time per trial grow with the run.
 RETRAIN_AFTER = 8
 RETRAIN_FRACTION = 1 / 32
+# ... and refits take at most this share of the driver's wall clock: after a refit of t seconds the
+# next waits (1 - share) / share x t. With trials of minutes this never binds; with trials of a
+# second on many workers a refit every batch left the workers idle (benchmarks/platform_overhead.py).
+REFIT_TIME_SHARE = 0.25
 
 
 def _config_selector(scenario: Any) -> Any:
     """SMAC's ConfigSelector, refitting after max(RETRAIN_AFTER, parallel trials, RETRAIN_FRACTION x
-    trials so far) new configurations (SMAC: a fixed 8). The selector reads ``_retrain_after`` after every
-    configuration it hands out; here it is computed from the run history's current size."""
+    trials so far) new configurations (SMAC: a fixed 8), and no sooner than REFIT_TIME_SHARE allows
+    after the last refit. SMAC's selector refits when the count of configurations it handed out since
+    the last refit equals ``_retrain_after``, read after each one; here that property answers with
+    the count itself when a refit is due and one more when it is not."""
     from smac.main.config_selector import ConfigSelector
 
     class ScaledRetrainSelector(ConfigSelector):
@@ -106,11 +113,36 @@ def _config_selector(scenario: Any) -> Any:
             self._processed = _IndexedList(configs)
 
         parallel_trials = 1
+        _handed_out = 0                    # configurations handed out since the last refit began
+        _refit_began: float | None = None  # perf_counter() when the current refit began
+        _refit_ended: float | None = None
+        _refit_seconds = 0.0               # the last refit, with its acquisition search
+
+        def _collect_data(self) -> Any:
+            # called once per refit, first thing: the refit (model, incumbent, acquisition search)
+            # lasts until the first configuration it yields
+            self._refit_began, self._handed_out = time.perf_counter(), 0
+            return super()._collect_data()
+
+        def _call_callbacks_on_end(self, config: Any) -> None:
+            if self._refit_began is not None:
+                self._refit_ended = time.perf_counter()
+                self._refit_seconds = self._refit_ended - self._refit_began
+                self._refit_began = None
+            self._handed_out += 1
+            super()._call_callbacks_on_end(config)
 
         @property
         def _retrain_after(self) -> int:
             history = len(self._runhistory) if self._runhistory is not None else 0
-            return max(self._retrain_floor, self.parallel_trials, int(history * RETRAIN_FRACTION))
+            due = max(self._retrain_floor, self.parallel_trials, int(history * RETRAIN_FRACTION))
+            if self._handed_out < due:
+                return due
+            if self._refit_ended is not None:
+                wait = self._refit_seconds * (1 - REFIT_TIME_SHARE) / REFIT_TIME_SHARE
+                if time.perf_counter() - self._refit_ended < wait:
+                    return self._handed_out + 1  # not yet: the next configuration comes from this model
+            return self._handed_out
 
         @_retrain_after.setter
         def _retrain_after(self, value: int) -> None:
@@ -140,7 +172,12 @@ def keep_bounds_incrementally(runhistory: Any) -> None:
     them over every stored trial on each add (two adds per trial: running, then its result):
     O(history) per trial, 16 ms per add at 1,250 trials here. A new successful result only widens
     the bounds, so min/max with it is exact; an overwritten successful result (a re-told trial)
-    could narrow them, and gets SMAC's full recomputation, as does every other call."""
+    could narrow them, and gets SMAC's full recomputation, as does every other call.
+
+    Its running trials of one configuration are also found through each configuration's values,
+    kept with it once computed: Hyperband asks for them about 16 times per ask, and SMAC builds
+    and compares the value dicts of every running trial each time, 15% of the driver's time with
+    16 workers (benchmarks/platform_overhead.py)."""
     from smac.runhistory.enumerations import StatusType
 
     base = type(runhistory)
@@ -166,7 +203,28 @@ def keep_bounds_incrementally(runhistory: Any) -> None:
             costs = new.cost if isinstance(new.cost, (list, tuple)) else [new.cost]
             self._objective_bounds = [(min(lo, float(c)), max(hi, float(c))) for (lo, hi), c in zip(bounds, costs)]
 
+        def get_running_trials(self, config: Any = None) -> list:
+            if config is None:
+                return super().get_running_trials()
+            # the kept values rule out the others; SMAC's own equality (space included) decides the rest
+            values = _values_of(config)
+            return [trial for trial in self._running_trials
+                    if trial.config is config or (_values_of(trial.config) == values and trial.config == config)]
+
     runhistory.__class__ = IncrementalBoundsRunHistory
+
+
+def _values_of(config: Any) -> frozenset:
+    """A configuration's active (name, value) pairs, what ConfigSpace's equality compares; kept on
+    the configuration (SMAC never changes one after it is made)."""
+    values = getattr(config, "_autodsnn_values", None)
+    if values is None:
+        values = frozenset(dict(config).items())
+        try:
+            config._autodsnn_values = values
+        except AttributeError:  # a Configuration without a __dict__: compute each time
+            pass
+    return values
 
 
 # MultiFidelityFacade.get_model's settings (SMAC 2.4), n_jobs aside.

@@ -25,13 +25,13 @@ Dask workers and owns everything around that:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
 import statistics
 import time
+from collections import Counter, deque
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +129,12 @@ class _Optimizer:
         self.exhausted = False
         self.warned_budget = False
         self.last_smac_save = time.time()
+        # Kept here, not queried from the store per trial: the driver's cost per trial must not
+        # grow with the history (benchmarks/driver_overhead.py).
+        self.status_counts: Counter[TrialStatus] = Counter(run.counts())
+        self.stored = sum(self.status_counts.values())
+        self.recent_walls: deque[float] = deque(maxlen=50)  # wall times of the last finished trials
+        self.recent_asks: deque[float] = deque(maxlen=20)   # seconds of the last asks (a refit: the longest)
         self.task = experiment.task().with_absolute_paths()
         self.default = facade.scenario.configspace.get_default_configuration()
 
@@ -137,16 +143,22 @@ class _Optimizer:
         return self.elapsed_before + time.time() - self.started
 
     def trial_cap_reached(self) -> bool:
-        return self.exp.trials is not None and len(self.run) + len(self.pending) >= self.exp.trials
+        return self.exp.trials is not None and self.stored + len(self.pending) >= self.exp.trials
 
     def queued(self) -> int:
         """Trials kept waiting at the scheduler beyond the free slots, so a worker that finishes
-        starts its next trial at once while the driver stores, tells and asks (a quarter of the
-        slots; none when the time left would not fit a typical trial, which would only be cut short)."""
-        walls = [r.wall_time for r in self.finished.values() if r.wall_time]
-        if walls and self.deadline - time.time() < 2 * statistics.median(walls[-50:]):
+        starts its next trial at once while the driver stores, tells and asks: a quarter of the
+        slots, or as many as the workers finish during the driver's longest recent ask (a surrogate
+        refit) when that is more, up to twice the slots; none when the time left would not fit a
+        typical trial, which would only be cut short."""
+        least = max(1, self.slots // 4)
+        if not self.recent_walls:
+            return least
+        typical = max(statistics.median(self.recent_walls), 1e-3)
+        if self.deadline - time.time() < 2 * typical:
             return 0
-        return max(1, self.slots // 4)
+        during_ask = math.ceil(self.slots * max(self.recent_asks, default=0.0) / typical)
+        return min(2 * self.slots, max(least, during_ask))
 
     def budget_of(self, info: Any) -> float:
         """The epochs of a trial SMAC hands out: its budget, or max_budget where the strategy has
@@ -189,12 +201,14 @@ class _Optimizer:
         while (len(self.pending) < self.slots + self.queued() and time.time() < self.deadline
                and not self.trial_cap_reached()
                and not self.exhausted):
+            began = time.perf_counter()
             try:
                 info = self.smac.ask()
             except ConfigurationSpaceExhaustedException:
                 self.exhausted = True  # a small discrete space is fully explored: finish what runs
                 log.info("the search space is exhausted: every configuration has been proposed")
                 break
+            self.recent_asks.append(time.perf_counter() - began)
             asked += 1
             key = (self.smac.runhistory.get_config_id(info.config), self.budget_of(info))
             if key in self.finished:
@@ -253,12 +267,7 @@ class _Optimizer:
             if retries:
                 result.reason = f"{result.reason}, {retries + 1} times in a row"
         objectives = objective_values(result, self.exp.objectives) or {}
-        trial_id = self.run.add(config_id=pending.config_id, config=pending.config, budget=pending.budget,
-                                seed=int(self.exp.seed), result=result, told=objectives,
-                                is_default=pending.is_default, started_at=pending.started, ended_at=time.time())
-        (self.run.path / "logs" / f"trial-{trial_id:05d}.json").write_text(
-            json.dumps({"trial_id": trial_id, "config_id": pending.config_id, "budget": pending.budget,
-                        "config": pending.config, **result.to_dict()}, indent=1, default=str))
+        trial_id = self._store(pending, result, told=objectives, ended_at=time.time())
         self._prune_checkpoints(pending.config_id, pending.budget)
         self._tell(pending.info, result)
         self.finished[key] = result
@@ -273,16 +282,25 @@ class _Optimizer:
         lost = dataclasses.replace(result, status=TrialStatus.LOST,
                                    reason=f"{result.reason}; the default runs again (retry {retry} of "
                                           f"{DEFAULT_RETRIES})")
-        trial_id = self.run.add(config_id=pending.config_id, config=pending.config, budget=pending.budget,
-                                seed=int(self.exp.seed), result=lost, is_default=True, started_at=pending.started,
-                                ended_at=time.time())
-        (self.run.path / "logs" / f"trial-{trial_id:05d}.json").write_text(
-            json.dumps({"trial_id": trial_id, "config_id": pending.config_id, "budget": pending.budget,
-                        "config": pending.config, **lost.to_dict()}, indent=1, default=str))
+        trial_id = self._store(pending, lost, ended_at=time.time())
         log.warning(f"[{trial_id:>4}] budget {pending.budget:>4g}  the default's worker died after "
                     f"{lost.wall_time:.1f}s: running the default again (retry {retry} of {DEFAULT_RETRIES})")
         self.default_retries[(pending.config_id, pending.budget)] = retry
         self.submit(pending.info)
+
+    def _store(self, pending: _Pending, result: TrialResult, **row: Any) -> int:
+        """Commit a trial to the run's store and its log file (returns its id); keep the driver's tallies."""
+        trial_id = self.run.add(config_id=pending.config_id, config=pending.config, budget=pending.budget,
+                                seed=int(self.exp.seed), result=result, is_default=pending.is_default,
+                                started_at=pending.started, **row)
+        (self.run.path / "logs" / f"trial-{trial_id:05d}.json").write_text(
+            json.dumps({"trial_id": trial_id, "config_id": pending.config_id, "budget": pending.budget,
+                        "config": pending.config, **result.to_dict()}, indent=1, default=str))
+        self.status_counts[result.status] += 1
+        self.stored += 1
+        if result.wall_time and result.status is not TrialStatus.LOST:
+            self.recent_walls.append(float(result.wall_time))
+        return trial_id
 
     def _keep_checkpoint(self, pending: _Pending, result: TrialResult) -> None:
         """Store a checkpoint that came back through Dask, and record which one the trial continued."""
@@ -306,7 +324,7 @@ class _Optimizer:
             log.warning(f"could not prune the checkpoints of config {config_id}: {exc}")
 
     def _report(self, trial_id: int, pending: _Pending, result: TrialResult, objectives: dict[str, float]) -> None:
-        counts = self.run.counts()
+        counts = self.status_counts
         left = max(0.0, self.deadline - time.time())
         vals = "  ".join(f"{o} {show(o, v)}" for o, v in objectives.items()) or (result.reason or "")[:80]
         tag = " default" if pending.is_default else ""
@@ -385,7 +403,7 @@ class _Optimizer:
         reason = result.reason or ""
         if result.status is not TrialStatus.FAILED or reason.startswith("diverged"):
             return
-        counts = self.run.counts()
+        counts = self.status_counts
         if is_default or (counts.get(TrialStatus.FAILED, 0) >= 5 and not counts.get(TrialStatus.OK)):
             self._abandon("the run stopped: its setup is broken")
             raise OptimizeError(f"the {'default configuration' if is_default else 'first trials'} failed, so every "
@@ -440,9 +458,7 @@ class _Optimizer:
             future.cancel()
             result = TrialResult(status=TrialStatus.LOST, reason=why, budget=pending.budget,
                                  wall_time=time.time() - pending.started, hparams=pending.config)
-            self.run.add(config_id=pending.config_id, config=pending.config, budget=pending.budget,
-                         seed=int(self.exp.seed), result=result, is_default=pending.is_default,
-                         started_at=pending.started)
+            self._store(pending, result)
             self.pending.pop(future)
 
     def interrupt(self) -> None:
@@ -508,43 +524,43 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     deadline = time.time() + remaining
     own_client = client is None
     cluster = None
-    environ_kept = contextlib.ExitStack()
-    if own_client:
-        environ_kept.enter_context(nanny_environ_kept())
-        client, cluster, slots, threads = start_client(experiment.workers, experiment.scheduler, sec)
-    else:
-        slots, threads = worker_slots(client), 0
-    set_parallel_trials(facade, slots)
-    transport = choose_transport(experiment.checkpoint_store, own_local_cluster=cluster is not None)
-    loop = _Optimizer(experiment, run, facade, client, slots, threads, deadline, elapsed_before, trial_fn,
-                      checkpoints, transport)
-    log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} "
-        f"({len(list(space.values()))} "
-        f"hyperparameters, shift depth up to {max_layers}), objectives {', '.join(experiment.objectives)}, "
-        f"budgets {experiment.min_budget:g}..{experiment.max_budget:g} epochs (eta {experiment.eta}), "
-        f"{slots} worker slot(s), checkpoints {_describe_transport(transport, checkpoints)}, "
-        + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))
-    try:
-        with warnings.catch_warnings():
-            # SMAC's random forest averages empty leaves early in a run: numpy's notices say
-            # nothing to our users.
-            warnings.filterwarnings("ignore", message="Mean of empty slice")
-            warnings.filterwarnings("ignore", message="invalid value encountered")
-            if resume:
-                _catch_up_with_store(loop)
-                _rerun_interrupted(loop)
-            stopped = loop.loop()
-    except KeyboardInterrupt:
-        loop.interrupt()
-        stopped = f"interrupted: continue with `autodsnn optimize --resume {run_dir}`"
-        log.info(stopped)
-    finally:
+    # Dask's nanny writes its pre-spawn environ (OMP_NUM_THREADS=1, ...) into this process at
+    # every worker (re)start: restored when the run ends, whoever made the cluster.
+    with nanny_environ_kept():
         if own_client:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-        environ_kept.close()  # a nanny restarting a worker during the run wrote it again
-        run.close()
+            client, cluster, slots, threads = start_client(experiment.workers, experiment.scheduler, sec)
+        else:
+            slots, threads = worker_slots(client), 0
+        set_parallel_trials(facade, slots)
+        transport = choose_transport(experiment.checkpoint_store, own_local_cluster=cluster is not None)
+        loop = _Optimizer(experiment, run, facade, client, slots, threads, deadline, elapsed_before, trial_fn,
+                          checkpoints, transport)
+        log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} "
+            f"({len(list(space.values()))} "
+            f"hyperparameters, shift depth up to {max_layers}), objectives {', '.join(experiment.objectives)}, "
+            f"budgets {experiment.min_budget:g}..{experiment.max_budget:g} epochs (eta {experiment.eta}), "
+            f"{slots} worker slot(s), checkpoints {_describe_transport(transport, checkpoints)}, "
+            + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))
+        try:
+            with warnings.catch_warnings():
+                # SMAC's random forest averages empty leaves early in a run: numpy's notices say
+                # nothing to our users.
+                warnings.filterwarnings("ignore", message="Mean of empty slice")
+                warnings.filterwarnings("ignore", message="invalid value encountered")
+                if resume:
+                    _catch_up_with_store(loop)
+                    _rerun_interrupted(loop)
+                stopped = loop.loop()
+        except KeyboardInterrupt:
+            loop.interrupt()
+            stopped = f"interrupted: continue with `autodsnn optimize --resume {run_dir}`"
+            log.info(stopped)
+        finally:
+            if own_client:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+            run.close()
     return RunOutcome(run_dir, stopped)
 
 
