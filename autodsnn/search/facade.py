@@ -90,7 +90,7 @@ RETRAIN_FRACTION = 1 / 32
 # ... and refits take at most this share of the driver's wall clock: after a refit of t seconds the
 # next waits (1 - share) / share x t. With trials of minutes this never binds; with trials of a
 # second on many workers a refit every batch left the workers idle (benchmarks/platform_overhead.py).
-REFIT_TIME_SHARE = 0.25
+REFIT_TIME_SHARE = 0.1
 
 
 def _config_selector(scenario: Any) -> Any:
