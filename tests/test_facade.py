@@ -82,10 +82,14 @@ def test_refits_wait_for_their_share_of_the_drivers_time(tmp_path, monkeypatch):
     assert selector._retrain_after == 9            # enough, but only 2.9 s of the 3 s wait passed
     clock[0] = 103.0
     assert selector._retrain_after == 8            # due: SMAC refits when the count equals it
+    clock[0] = 101.0
+    selector._sampling_randomly = True             # SMAC's candidates ran out: refit at once
+    assert selector._retrain_after == 8
 
 
 def _count_refits(tmp_path, share, monkeypatch, asks=60):
-    """Ask and tell ``asks`` trials of a real SMAC facade as fast as they come; count model fits."""
+    """Ask and tell ``asks`` trials of a real SMAC facade as fast as they come: (the number of
+    configurations told before each model fit, each asked configuration's origin)."""
     from smac.runhistory.dataclasses import TrialValue
 
     from autodsnn.search.experiment import Experiment
@@ -94,22 +98,27 @@ def _count_refits(tmp_path, share, monkeypatch, asks=60):
     exp = Experiment(dataset="mnist", model="mnist-fc", space="small", min_budget=9, max_budget=9,
                      objectives=("error", "inference_energy"))
     smac = facade.build_facade(exp, load_space("small", max_layers=3), tmp_path / f"run{share}", overwrite=True)
-    fits = []
+    fits, origins = [], []
     train = smac._model.train
     monkeypatch.setattr(smac._model, "train", lambda x, y: (fits.append(len(x)), train(x, y))[1])
     for i in range(asks):
         info = smac.ask()
+        origins.append(info.config.origin)
         smac.tell(info, TrialValue(cost=[(i * 7919 % 97) / 97, float(i % 13)], time=1.0), save=False)
-    return fits
+    return fits, origins
 
 
 def test_a_refit_share_of_one_refits_by_count_and_a_tiny_share_almost_never(tmp_path, monkeypatch):
-    by_count = _count_refits(tmp_path, 1.0, monkeypatch)
-    rare = _count_refits(tmp_path, 1e-9, monkeypatch)
+    by_count, _ = _count_refits(tmp_path, 1.0, monkeypatch)
+    rare, origins = _count_refits(tmp_path, 1e-9, monkeypatch)
     # asked and told one at a time: the first fit on the 9 initial configurations (8 and the
     # default), then one after every 8 new ones
     assert by_count == list(range(9, 60, 8)), by_count
-    assert rare == [9], rare  # the first fit, then its model serves every later ask
+    # with no time to spare, the first fit's model serves later asks until its candidates run out
+    # and SMAC samples at random: only then is there another fit
+    assert rare[0] == 9 and len(rare) < len(by_count), rare
+    for told in rare[1:]:
+        assert origins[told - 1] == facade._SMAC_FALLBACK_ORIGIN, (told, origins[told - 1])
 
 
 def test_running_trials_of_a_configuration_match_smacs(tmp_path):

@@ -348,6 +348,7 @@ def test_resume_under_another_path_keeps_the_smac_state(tmp_path):
     (16, [1.0], [3.0], 600, 32),         # a 3 s refit: at most twice the slots wait
     (16, [1.0], [0.3], 600, 5),          # 16 x 0.3 s / 1 s = 4.8 trials finish during the ask
     (16, [1.0], [0.3], 1.5, 0),          # less than two typical trials left: nothing more waits
+    (16, [1.0], [3.0], 2.78, 12),        # 16 x (2.78 - 2) trials can still start and end in time
     (8, [], [], 600, 2),                 # nothing finished yet: a quarter of the slots
 ])
 def test_trials_waiting_at_the_scheduler_cover_the_drivers_longest_ask(slots, walls, asks, left, expected):

@@ -133,7 +133,9 @@ class _Optimizer:
         # grow with the history (benchmarks/driver_overhead.py).
         self.status_counts: Counter[TrialStatus] = Counter(run.counts())
         self.stored = sum(self.status_counts.values())
-        self.recent_walls: deque[float] = deque(maxlen=50)  # wall times of the last finished trials
+        self.recent_walls: deque[float] = deque(  # wall times of the last finished trials
+            (r.result.wall_time for r in run.trials()[-200:] if r.status is not TrialStatus.LOST
+             and r.result.wall_time), maxlen=50)
         self.recent_asks: deque[float] = deque(maxlen=20)   # seconds of the last asks (a refit: the longest)
         self.task = experiment.task().with_absolute_paths()
         self.default = facade.scenario.configspace.get_default_configuration()
@@ -158,7 +160,9 @@ class _Optimizer:
         if self.deadline - time.time() < 2 * typical:
             return 0
         during_ask = math.ceil(self.slots * max(self.recent_asks, default=0.0) / typical)
-        return min(2 * self.slots, max(least, during_ask))
+        # a trial waiting behind q others starts after about q / slots typical trials
+        fits_before_deadline = math.floor(self.slots * ((self.deadline - time.time()) / typical - 2))
+        return max(0, min(2 * self.slots, max(least, during_ask), fits_before_deadline))
 
     def budget_of(self, info: Any) -> float:
         """The epochs of a trial SMAC hands out: its budget, or max_budget where the strategy has
@@ -293,13 +297,16 @@ class _Optimizer:
         trial_id = self.run.add(config_id=pending.config_id, config=pending.config, budget=pending.budget,
                                 seed=int(self.exp.seed), result=result, is_default=pending.is_default,
                                 started_at=pending.started, **row)
-        (self.run.path / "logs" / f"trial-{trial_id:05d}.json").write_text(
-            json.dumps({"trial_id": trial_id, "config_id": pending.config_id, "budget": pending.budget,
-                        "config": pending.config, **result.to_dict()}, indent=1, default=str))
         self.status_counts[result.status] += 1
         self.stored += 1
         if result.wall_time and result.status is not TrialStatus.LOST:
             self.recent_walls.append(float(result.wall_time))
+        try:  # a copy for reading by eye: the store is the record
+            (self.run.path / "logs" / f"trial-{trial_id:05d}.json").write_text(
+                json.dumps({"trial_id": trial_id, "config_id": pending.config_id, "budget": pending.budget,
+                            "config": pending.config, **result.to_dict()}, indent=1, default=str))
+        except OSError as exc:
+            log.warning(f"trial {trial_id}'s log file could not be written ({exc}); it is in the run's store")
         return trial_id
 
     def _keep_checkpoint(self, pending: _Pending, result: TrialResult) -> None:
@@ -527,21 +534,22 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     # Dask's nanny writes its pre-spawn environ (OMP_NUM_THREADS=1, ...) into this process at
     # every worker (re)start: restored when the run ends, whoever made the cluster.
     with nanny_environ_kept():
-        if own_client:
-            client, cluster, slots, threads = start_client(experiment.workers, experiment.scheduler, sec)
-        else:
-            slots, threads = worker_slots(client), 0
-        set_parallel_trials(facade, slots)
-        transport = choose_transport(experiment.checkpoint_store, own_local_cluster=cluster is not None)
-        loop = _Optimizer(experiment, run, facade, client, slots, threads, deadline, elapsed_before, trial_fn,
-                          checkpoints, transport)
-        log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} "
-            f"({len(list(space.values()))} "
-            f"hyperparameters, shift depth up to {max_layers}), objectives {', '.join(experiment.objectives)}, "
-            f"budgets {experiment.min_budget:g}..{experiment.max_budget:g} epochs (eta {experiment.eta}), "
-            f"{slots} worker slot(s), checkpoints {_describe_transport(transport, checkpoints)}, "
-            + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))
+        loop = None
         try:
+            if own_client:
+                client, cluster, slots, threads = start_client(experiment.workers, experiment.scheduler, sec)
+            else:
+                slots, threads = worker_slots(client), 0
+            set_parallel_trials(facade, slots)
+            transport = choose_transport(experiment.checkpoint_store, own_local_cluster=cluster is not None)
+            loop = _Optimizer(experiment, run, facade, client, slots, threads, deadline, elapsed_before, trial_fn,
+                              checkpoints, transport)
+            log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} "
+                     f"({len(list(space.values()))} hyperparameters, shift depth up to {max_layers}), objectives "
+                     f"{', '.join(experiment.objectives)}, budgets {experiment.min_budget:g}..{experiment.max_budget:g}"
+                     f" epochs (eta {experiment.eta}), {slots} worker slot(s), checkpoints "
+                     f"{_describe_transport(transport, checkpoints)}, "
+                     + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))
             with warnings.catch_warnings():
                 # SMAC's random forest averages empty leaves early in a run: numpy's notices say
                 # nothing to our users.
@@ -552,14 +560,16 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
                     _rerun_interrupted(loop)
                 stopped = loop.loop()
         except KeyboardInterrupt:
+            if loop is None:
+                raise
             loop.interrupt()
             stopped = f"interrupted: continue with `autodsnn optimize --resume {run_dir}`"
             log.info(stopped)
         finally:
-            if own_client:
+            if own_client and client is not None:
                 client.close()
-                if cluster is not None:
-                    cluster.close()
+            if cluster is not None:
+                cluster.close()
             run.close()
     return RunOutcome(run_dir, stopped)
 
