@@ -132,7 +132,6 @@ class _Optimizer:
         # Kept here, not queried from the store per trial: the driver's cost per trial must not
         # grow with the history (benchmarks/driver_overhead.py).
         self.status_counts: Counter[TrialStatus] = Counter(run.counts())
-        self.stored = sum(self.status_counts.values())
         self.recent_walls: deque[float] = deque(  # wall times of the last finished trials
             (r.result.wall_time for r in run.trials()[-200:] if r.status is not TrialStatus.LOST
              and r.result.wall_time), maxlen=50)
@@ -145,7 +144,7 @@ class _Optimizer:
         return self.elapsed_before + time.time() - self.started
 
     def trial_cap_reached(self) -> bool:
-        return self.exp.trials is not None and self.stored + len(self.pending) >= self.exp.trials
+        return self.exp.trials is not None and sum(self.status_counts.values()) + len(self.pending) >= self.exp.trials
 
     def queued(self) -> int:
         """Trials kept waiting at the scheduler beyond the free slots, so a worker that finishes
@@ -298,7 +297,6 @@ class _Optimizer:
                                 seed=int(self.exp.seed), result=result, is_default=pending.is_default,
                                 started_at=pending.started, **row)
         self.status_counts[result.status] += 1
-        self.stored += 1
         if result.wall_time and result.status is not TrialStatus.LOST:
             self.recent_walls.append(float(result.wall_time))
         try:  # a copy for reading by eye: the store is the record
