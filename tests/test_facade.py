@@ -31,9 +31,24 @@ def test_surrogate_refits_less_often_as_the_history_grows(tmp_path):
     for n in range(1, 1001):
         history.add(space.sample_configuration(), cost=0.5, budget=1.0, seed=0)
         if n in (1, 255, 256, 300, 1000):
+            selector._told_at_refit = n  # no result since the last refit
             expected.append((n, selector._retrain_after))
     # max(8, n / 32): SMAC's 8 until 256 trials, then a 32nd of the history
     assert expected == [(1, 8), (255, 8), (256, 8), (300, 9), (1000, 31)]
+
+
+def test_a_result_told_since_the_last_refit_makes_one_due_at_once(tmp_path):
+    from smac.runhistory import RunHistory
+
+    scenario = _scenario(tmp_path)
+    selector = facade._config_selector(scenario)
+    selector._runhistory = history = RunHistory()
+    for _ in range(20):
+        history.add(scenario.configspace.sample_configuration(), cost=0.5, budget=1.0, seed=0)
+    selector._told_at_refit, selector._handed_out = 20, 1
+    assert selector._retrain_after == 8   # nothing new: the model proposes up to 8
+    history.add(scenario.configspace.sample_configuration(), cost=0.5, budget=1.0, seed=0)
+    assert selector._retrain_after == 1   # one new result: SMAC refits when the count equals it
 
 
 def test_incremental_objective_bounds_equal_smacs_full_recomputation(tmp_path):
@@ -76,7 +91,7 @@ def test_refits_wait_for_their_share_of_the_drivers_time(tmp_path, monkeypatch):
     selector = facade._config_selector(_scenario(tmp_path))
     selector._refit_ended, selector._refit_seconds = 100.0, 1.0
     selector._handed_out = 7
-    assert selector._retrain_after == 8            # not enough new configurations yet
+    assert selector._retrain_after == 8            # no news and not enough new configurations yet
     selector._handed_out = 8
     clock[0] = 102.9
     assert selector._retrain_after == 9            # enough, but only 2.9 s of the 3 s wait passed
@@ -84,7 +99,7 @@ def test_refits_wait_for_their_share_of_the_drivers_time(tmp_path, monkeypatch):
     assert selector._retrain_after == 8            # due: SMAC refits when the count equals it
 
 
-def _count_refits(tmp_path, share, monkeypatch, asks=60):
+def _count_refits(tmp_path, share, monkeypatch, asks=30):
     """Ask and tell ``asks`` trials of a real SMAC facade as fast as they come: (the number of
     configurations told before each model fit, each asked configuration's origin)."""
     from smac.runhistory.dataclasses import TrialValue
@@ -105,12 +120,12 @@ def _count_refits(tmp_path, share, monkeypatch, asks=60):
     return fits, origins
 
 
-def test_a_refit_share_of_one_refits_by_count_and_a_tiny_share_almost_never(tmp_path, monkeypatch):
+def test_a_refit_share_of_one_refits_on_every_result_and_a_tiny_share_almost_never(tmp_path, monkeypatch):
     by_count, _ = _count_refits(tmp_path, 1.0, monkeypatch)
     rare, origins = _count_refits(tmp_path, 1e-9, monkeypatch)
     # asked and told one at a time: the first fit on the 9 initial configurations (8 and the
-    # default), then one after every 8 new ones
-    assert by_count == list(range(9, 60, 8)), by_count
+    # default), then one for every new result
+    assert by_count == list(range(9, 30)), by_count
     # with no time to spare, the first fit's model serves every later ask (SMAC samples at random
     # once its candidates run out)
     assert rare == [9], rare

@@ -82,9 +82,9 @@ def _surrogate(scenario: Any) -> Any:
                         n_jobs=1, **_FOREST_OPTIONS)
 
 
-# The surrogate is refit after this many new configurations, or after this fraction of the
-# history when that is more: each refit and acquisition search costs time that grows with the
-# history, so refitting every 8 made the driver's time per trial grow with the run.
+# Without a new result the surrogate is refit after this many new configurations, or after this
+# fraction of the history when that is more: each refit and acquisition search costs time that
+# grows with the history, so refitting every 8 made the driver's time per trial grow with the run.
 RETRAIN_AFTER = 8
 RETRAIN_FRACTION = 1 / 32
 # ... and refits take at most this share of the driver's wall clock: after a refit of t seconds the
@@ -94,11 +94,13 @@ REFIT_TIME_SHARE = 0.1
 
 
 def _config_selector(scenario: Any) -> Any:
-    """SMAC's ConfigSelector, refitting after max(RETRAIN_AFTER, parallel trials, RETRAIN_FRACTION x
-    trials so far) new configurations (SMAC: a fixed 8), and no sooner than REFIT_TIME_SHARE allows
-    after the last refit. SMAC's selector refits when the count of configurations it handed out since
-    the last refit equals ``_retrain_after``, read after each one; here that property answers with
-    the count itself when a refit is due and one more when it is not."""
+    """SMAC's ConfigSelector, refitting for the next configuration once a result has been told since
+    the last refit, else after max(RETRAIN_AFTER, parallel trials, RETRAIN_FRACTION x trials so far)
+    new configurations (SMAC: after a fixed 8, news or not), and either way no sooner than
+    REFIT_TIME_SHARE allows after the last refit. SMAC's selector refits when the count of
+    configurations it handed out since the last refit equals ``_retrain_after``, read after each
+    one; here that property answers with the count itself when a refit is due and one more when it
+    is not."""
     from smac.main.config_selector import ConfigSelector
 
     class ScaledRetrainSelector(ConfigSelector):
@@ -114,6 +116,7 @@ def _config_selector(scenario: Any) -> Any:
 
         parallel_trials = 1
         _handed_out = 0                    # configurations handed out since the last refit began
+        _told_at_refit = 0                 # results in the run history when the last refit began
         _refit_began: float | None = None  # perf_counter() when the current refit began
         _refit_ended: float | None = None
         _refit_seconds = 0.0               # the last refit, with its acquisition search
@@ -122,7 +125,11 @@ def _config_selector(scenario: Any) -> Any:
             # called once per refit, first thing: the refit (model, incumbent, acquisition search)
             # lasts until the first configuration it yields
             self._refit_began, self._handed_out = time.perf_counter(), 0
+            self._told_at_refit = self._told()
             return super()._collect_data()
+
+        def _told(self) -> int:
+            return len(self._runhistory) if self._runhistory is not None else 0
 
         def _call_callbacks_on_end(self, config: Any) -> None:
             if self._refit_began is not None:
@@ -134,12 +141,16 @@ def _config_selector(scenario: Any) -> Any:
 
         @property
         def _retrain_after(self) -> int:
-            history = len(self._runhistory) if self._runhistory is not None else 0
+            history = self._told()
             due = max(self._retrain_floor, self.parallel_trials, int(history * RETRAIN_FRACTION))
-            if self._handed_out < due:
+            # a result told since the last refit makes one due at once (trials of seconds or more:
+            # the model and ParEGO's weights are new for every proposal, as in sequential BO), else
+            # after `due` configurations (one model proposes a batch for many free workers)
+            if self._handed_out < due and history <= self._told_at_refit:
                 return due
-            # also when SMAC's candidates ran out and it samples at random: refitting at once there
-            # left 16 workers 66% busy instead of 93% (benchmarks/platform_overhead.py)
+            # either way no sooner than the time share allows, also when SMAC's candidates ran out
+            # and it samples at random: refitting at once there left 16 workers 66% busy instead
+            # of 93% (benchmarks/platform_overhead.py)
             if self._refit_ended is not None:
                 wait = self._refit_seconds * (1 - REFIT_TIME_SHARE) / REFIT_TIME_SHARE
                 if time.perf_counter() - self._refit_ended < wait:
