@@ -60,7 +60,7 @@ class TrialRow:
     started_at: float | None
     ended_at: float | None
     result: TrialResult
-    told: dict[str, float] = field(default_factory=dict)   # the objective values SMAC was told
+    told: dict[str, float] = field(default_factory=dict)   # the objective values (SMAC: logs of log_objectives)
 
     @property
     def status(self) -> TrialStatus:

@@ -360,3 +360,29 @@ def test_trials_waiting_at_the_scheduler_cover_the_drivers_longest_ask(slots, wa
     loop.slots, loop.deadline = slots, time.time() + left
     loop.recent_walls, loop.recent_asks = deque(walls), deque(asks)
     assert loop.queued() == expected
+
+
+def test_log_objectives_reach_smac_as_logarithms_while_the_store_keeps_the_values(tmp_path):
+    import math
+
+    exp = Experiment(**TINY, objectives="error,inference_energy", log_objectives="inference_energy", budget=120,
+                     trials=6)
+    optimize(exp, tmp_path / "run", trial_fn=_quick_trial)
+    stored = {(t.config["lr"], t.budget): t for t in rows(tmp_path / "run") if t.status == "ok"}
+    saved = json.loads(next((tmp_path / "run" / "smac").rglob("runhistory.json")).read_text())
+    told = {(saved["configs"][str(d["config_id"])]["lr"], d["budget"]): d["cost"] for d in saved["data"]
+            if d["status"] == 1}  # StatusType.SUCCESS
+    assert len(told) >= 4 and told.keys() <= stored.keys()
+    for key, cost in told.items():
+        t = stored[key]
+        assert t.told["inference_energy"] == t.result.inference_energy_uj  # the store: the value itself
+        assert cost == pytest.approx([t.result.val_error, math.log(t.result.inference_energy_uj)], rel=1e-12)
+
+
+def test_log_objectives_must_be_positive_objectives_of_the_run():
+    assert Experiment(objectives="error,analytic_energy", log_objectives=["analytic_energy"]).log_objectives == (
+        "analytic_energy",)
+    with pytest.raises(ExperimentError, match=r"log_objectives: 'latency' is not an objective of this run"):
+        Experiment(objectives="error,inference_energy", log_objectives="latency")
+    with pytest.raises(ExperimentError, match=r"log_objectives: 'error' can be 0.*log only inference_energy"):
+        Experiment(objectives="error,inference_energy", log_objectives="error")

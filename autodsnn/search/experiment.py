@@ -39,6 +39,12 @@ def _setting(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - argpa
     return field(default=default, metadata={"help": help, **meta})
 
 
+def _names(value: str | Any) -> tuple[str, ...]:
+    """'a, b' or ['a', 'b,c'] -> ('a', 'b', 'c')."""
+    parts = (value,) if isinstance(value, str) else tuple(value)
+    return tuple(n.strip() for part in parts for n in str(part).split(",") if n.strip())
+
+
 # The search strategies: SMAC's multi-fidelity BO, and two baselines built from SMAC's own facades.
 SEARCH_OPTIMIZERS = ("smac", "hyperband", "random")
 
@@ -59,6 +65,9 @@ class Experiment:
     # CPU without counters is wall time in disguise and favours float nets)
     objectives: tuple[str, ...] = _setting(("error", "inference_energy"), "one to three objectives, comma-separated: "
                                            + ", ".join(OBJECTIVES))
+    log_objectives: tuple[str, ...] = _setting((), "objectives SMAC models on a log scale, comma-separated (e.g. "
+                                               "analytic_energy: float and shift nets differ tenfold); the store, "
+                                               "fronts and hypervolume keep the values themselves")
     min_budget: float = _setting(1.0, "lowest fidelity in epochs", parse=float)
     max_budget: float = _setting(9.0, "highest fidelity in epochs", parse=float)
     eta: int = _setting(3, "Hyperband's reduction factor between rungs", parse=int)
@@ -90,9 +99,9 @@ class Experiment:
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen)
-        objectives = (self.objectives,) if isinstance(self.objectives, str) else tuple(self.objectives)
-        objectives = tuple(o.strip() for part in objectives for o in str(part).split(",") if o.strip())
+        objectives = _names(self.objectives)
         set_("objectives", objectives)
+        set_("log_objectives", _names(self.log_objectives or ()))
         set_("budget", parse_duration(self.budget))
         set_("trial_timeout", parse_duration(self.trial_timeout))
         bad = [o for o in objectives if o not in OBJECTIVES]
@@ -102,6 +111,13 @@ class Experiment:
             raise ExperimentError(f"give one to three different objectives, got {', '.join(objectives)}")
         if not 0 < self.min_budget <= self.max_budget:
             raise ExperimentError(f"need 0 < min_budget <= max_budget, got {self.min_budget} and {self.max_budget}")
+        for name in self.log_objectives:
+            if name not in objectives:
+                raise ExperimentError(f"log_objectives: {name!r} is not an objective of this run: use some of "
+                                      f"{', '.join(objectives)}")
+            if not OBJECTIVES[name].positive:
+                raise ExperimentError(f"log_objectives: {name!r} can be 0, which has no logarithm: log only "
+                                      f"{', '.join(o for o in objectives if OBJECTIVES[o].positive) or 'energies'}")
         if self.optimizer not in SEARCH_OPTIMIZERS:
             raise ExperimentError(f"unknown optimizer {self.optimizer!r}: use one of {', '.join(SEARCH_OPTIMIZERS)} "
                                   "(the training optimizer of every trial is the hyperparameter 'optimizer' in fixed)")
@@ -146,6 +162,7 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["objectives"] = list(self.objectives)
+        d["log_objectives"] = list(self.log_objectives)
         return d
 
     def replace(self, **changes: Any) -> "Experiment":

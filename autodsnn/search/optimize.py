@@ -238,8 +238,12 @@ class _Optimizer:
         from smac.runhistory.enumerations import StatusType
 
         values = objective_values(result, self.exp.objectives)
+        if values is not None and any(values[o] <= 0 for o in self.exp.log_objectives):
+            log.warning("trial %s: %s <= 0 has no logarithm; SMAC is told it failed", info.config.config_id,
+                        next(o for o in self.exp.log_objectives if values[o] <= 0))
+            values = None
         if values is not None:
-            cost = [values[o] for o in self.exp.objectives]
+            cost = [math.log(values[o]) if o in self.exp.log_objectives else values[o] for o in self.exp.objectives]
             status = StatusType.SUCCESS
         else:
             cost = crash_costs(self.exp.objectives)
@@ -544,7 +548,8 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
                               checkpoints, transport)
             log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} "
                      f"({len(list(space.values()))} hyperparameters, shift depth up to {max_layers}), objectives "
-                     f"{', '.join(experiment.objectives)}, budgets {experiment.min_budget:g}..{experiment.max_budget:g}"
+                     f"{', '.join(f'log {o}' if o in experiment.log_objectives else o for o in experiment.objectives)}"
+                     f", budgets {experiment.min_budget:g}..{experiment.max_budget:g}"
                      f" epochs (eta {experiment.eta}), {slots} worker slot(s), checkpoints "
                      f"{_describe_transport(transport, checkpoints)}, "
                      + (f"{remaining:.0f}s of wall clock" if math.isfinite(remaining) else "no time limit"))

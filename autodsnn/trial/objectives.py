@@ -35,6 +35,7 @@ class Objective:
     spread: Callable[[TrialResult], float | None] = lambda r: None
     crash_cost: float = CRASH_OTHER
     show: Callable[[float], str] = lambda v: f"{v:.4g}"   # the value in the unit people read
+    positive: bool = True           # every value > 0, so the search may model its logarithm
 
 
 def _error_spread(r: TrialResult) -> float | None:
@@ -68,7 +69,7 @@ def _training_emissions(r: TrialResult) -> float | None:
 
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in (
     Objective("error", "validation error", "top-1 error on the validation split (fraction)", lambda r: r.val_error,
-              _error_spread, crash_cost=1.0, show=lambda v: f"{v:.4f}"),
+              _error_spread, crash_cost=1.0, show=lambda v: f"{v:.4f}", positive=False),
     Objective("energy", "training energy (kWh)",
               "energy of the trial's training as CodeCarbon meters it, kWh, cumulative over promotions (CPU from "
               "RAPL where readable, else TDP x process load; RAM from a model; GPU from NVML)",
