@@ -39,6 +39,7 @@ def test_surrogate_refits_less_often_as_the_history_grows(tmp_path):
 
 def test_a_result_told_since_the_last_refit_makes_one_due_at_once(tmp_path):
     from smac.runhistory import RunHistory
+    from smac.runhistory.enumerations import StatusType
 
     scenario = _scenario(tmp_path)
     selector = facade._config_selector(scenario)
@@ -47,8 +48,11 @@ def test_a_result_told_since_the_last_refit_makes_one_due_at_once(tmp_path):
         history.add(scenario.configspace.sample_configuration(), cost=0.5, budget=1.0, seed=0)
     selector._told_at_refit, selector._handed_out = 20, 1
     assert selector._retrain_after == 8   # nothing new: the model proposes up to 8
-    history.add(scenario.configspace.sample_configuration(), cost=0.5, budget=1.0, seed=0)
-    assert selector._retrain_after == 1   # one new result: SMAC refits when the count equals it
+    running = scenario.configspace.sample_configuration()
+    history.add(running, cost=0.5, budget=1.0, seed=0, status=StatusType.RUNNING)
+    assert selector._retrain_after == 8   # a trial asked for is no news
+    history.add(running, cost=0.4, budget=1.0, seed=0, force_update=True)
+    assert selector._retrain_after == 1   # its result is: SMAC refits when the count equals it
 
 
 def test_incremental_objective_bounds_equal_smacs_full_recomputation(tmp_path):

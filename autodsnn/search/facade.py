@@ -129,7 +129,8 @@ def _config_selector(scenario: Any) -> Any:
             return super()._collect_data()
 
         def _told(self) -> int:
-            return len(self._runhistory) if self._runhistory is not None else 0
+            # finished trials only: the run history also holds every running trial from its ask
+            return self._runhistory.finished if self._runhistory is not None else 0
 
         def _call_callbacks_on_end(self, config: Any) -> None:
             if self._refit_began is not None:
@@ -142,7 +143,8 @@ def _config_selector(scenario: Any) -> Any:
         @property
         def _retrain_after(self) -> int:
             history = self._told()
-            due = max(self._retrain_floor, self.parallel_trials, int(history * RETRAIN_FRACTION))
+            due = max(self._retrain_floor, self.parallel_trials,
+                      int(len(self._runhistory or ()) * RETRAIN_FRACTION))
             # a result told since the last refit makes one due at once (trials of seconds or more:
             # the model and ParEGO's weights are new for every proposal, as in sequential BO), else
             # after `due` configurations (one model proposes a batch for many free workers)
