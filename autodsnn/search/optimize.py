@@ -238,9 +238,9 @@ class _Optimizer:
         from smac.runhistory.enumerations import StatusType
 
         values = objective_values(result, self.exp.objectives)
-        if values is not None and any(values[o] <= 0 for o in self.exp.log_objectives):
-            log.warning("trial %s: %s <= 0 has no logarithm; SMAC is told it failed", info.config.config_id,
-                        next(o for o in self.exp.log_objectives if values[o] <= 0))
+        no_log = values and next((o for o in self.exp.log_objectives if values[o] <= 0), None)
+        if no_log:
+            log.warning("trial %s: %s <= 0 has no logarithm; SMAC is told it failed", info.config.config_id, no_log)
             values = None
         if values is not None:
             cost = [math.log(values[o]) if o in self.exp.log_objectives else values[o] for o in self.exp.objectives]
