@@ -142,13 +142,14 @@ def _config_selector(scenario: Any) -> Any:
 
         @property
         def _retrain_after(self) -> int:
-            history = self._told()
+            told = self._told()
+            # the fraction counts every trial asked for, running ones included, as before news counted
             due = max(self._retrain_floor, self.parallel_trials,
                       int(len(self._runhistory or ()) * RETRAIN_FRACTION))
             # a result told since the last refit makes one due at once (trials of seconds or more:
             # the model and ParEGO's weights are new for every proposal, as in sequential BO), else
             # after `due` configurations (one model proposes a batch for many free workers)
-            if self._handed_out < due and history <= self._told_at_refit:
+            if self._handed_out < due and told <= self._told_at_refit:
                 return due
             # either way no sooner than the time share allows, also when SMAC's candidates ran out
             # and it samples at random: refitting at once there left 16 workers 66% busy instead
