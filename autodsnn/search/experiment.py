@@ -60,7 +60,7 @@ class Experiment:
                               choices=lambda: SEARCH_OPTIMIZERS)
     dataset: str = _setting("fashion-mnist", "data set by name (`autodsnn datasets`)")
     model: str = _setting("mnist-conv", "model by name (`autodsnn models`)")
-    space: str = _setting("small", "search space: a built-in name (dsnn, small) or a YAML path")
+    space: str = _setting("small", "search space: a built-in name (dsnn, small, per_layer) or a YAML path")
     # error against measured inference energy: the trade-off DSNNs exist for (training energy on a
     # CPU without counters is wall time in disguise and favours float nets)
     objectives: tuple[str, ...] = _setting(("error", "inference_energy"), "one to three objectives, comma-separated: "

@@ -157,6 +157,7 @@ class HParams:
                                           zero_level=self.zero_level if mode == "q" else None)
             out[group] = out[f"{group}.*"] = cfg
         return out
+
     def shift_config(self, depth: int | str | None = None) -> ShiftConfig:
         depth = self.shift_depth if depth is None else depth
         return ShiftConfig(mode=self.shift_type, weight_bits=int(self.weight_bits), shift_max=self.shift_max,
