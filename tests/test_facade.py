@@ -159,3 +159,58 @@ def test_running_trials_of_a_configuration_match_smacs(tmp_path):
         for probe in configs + [Configuration(space, values=dict(configs[step % 12])), copy.deepcopy(configs[0])]:
             assert ours.get_running_trials(probe) == plain.get_running_trials(probe), step
     assert any(ours.get_running_trials(c) for c in configs)
+
+
+LAYERS = ["conv1", "conv2", "fc1", "fc2"]  # a per-layer space needs the model's convertible layers
+
+
+def _built_in_space(name):
+    from autodsnn.search.space import load_space as load
+
+    return load(name, max_layers=len(LAYERS), layers=LAYERS)
+
+
+def test_a_configuration_hashes_as_it_compares_however_it_was_built(tmp_path):
+    """Sampled (numpy values), rebuilt from its stored values (a resume, the store) and rebuilt
+    from its vector, in every built-in space: equal configurations must hash alike, or SMAC's
+    run history gives one design two ids and trains it again (found trying kill -9 and --resume)."""
+    import json
+
+    from ConfigSpace import Configuration
+
+    from autodsnn.search.space import list_spaces
+    from autodsnn.trial.hparams import plain
+
+    facade.hash_configurations_by_value()
+    for name in list_spaces():
+        space = _built_in_space(name)
+        space.seed(1)
+        configs = [space.get_default_configuration(), *space.sample_configuration(200)]
+        for config in configs:
+            stored = json.loads(json.dumps({k: plain(v) for k, v in dict(config).items()}, sort_keys=True))
+            for twin in (Configuration(space, values=stored), Configuration(space, vector=config.get_array())):
+                assert twin == config and hash(twin) == hash(config), (name, config, twin)
+        assert len(set(configs)) == len({json.dumps({k: plain(v) for k, v in dict(c).items()}, sort_keys=True)
+                                         for c in configs})  # distinct designs stay distinct
+
+
+def test_a_loaded_run_history_knows_the_configurations_smac_proposes_again(tmp_path):
+    """SMAC's RunHistory saved and loaded (as on --resume) gives a re-proposed configuration its old id."""
+    from smac.runhistory import RunHistory
+    from smac.runhistory.dataclasses import TrialInfo, TrialValue
+
+    facade.hash_configurations_by_value()
+    space = _built_in_space("dsnn")
+    space.seed(2)
+    configs = space.sample_configuration(20)
+    history = RunHistory()
+    for i, config in enumerate(configs):
+        history.add_trial(TrialInfo(config=config, seed=0, budget=1.0), TrialValue(cost=float(i)))
+    history.save(tmp_path / "runhistory.json")
+    loaded = RunHistory()
+    loaded.load(tmp_path / "runhistory.json", space)
+    for config in configs:  # the sampled objects themselves, numpy values and all
+        assert loaded.has_config(config)
+        assert loaded.get_config_id(config) == history.get_config_id(config)
+    loaded.add_trial(TrialInfo(config=configs[3], seed=0, budget=3.0), TrialValue(cost=0.5))
+    assert len(loaded.get_configs()) == len(configs)  # a promotion, not a new configuration

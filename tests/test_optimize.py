@@ -83,8 +83,14 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path, strategy):
     after = rows(run_dir)
     ids_before = {(t.trial_id, t.config_id, t.budget, t.status) for t in before}
     assert ids_before <= {(t.trial_id, t.config_id, t.budget, t.status) for t in after}  # nothing lost
-    finished = [(t.config_id, t.budget) for t in after if t.status in ("ok", "failed")]
-    assert len(finished) == len(set(finished))  # nothing trained twice
+    # nothing trained twice, judged by the configuration's values (a configuration SMAC re-proposed
+    # under a new config id after the resume is the same design trained again)
+    finished = [(json.dumps(t.config, sort_keys=True), t.budget) for t in after if t.status in ("ok", "failed")]
+    assert len(finished) == len(set(finished)), sorted(finished)
+    ids_of = {}
+    for t in after:
+        ids_of.setdefault(json.dumps(t.config, sort_keys=True), set()).add(t.config_id)
+    assert all(len(ids) == 1 for ids in ids_of.values()), ids_of  # one config id per configuration
     assert len(after) > len(before)
     assert "re-running trial" in out.stderr  # the trials in flight at the kill ran again (progress: stderr)
     with Run.open(run_dir) as run:
@@ -339,6 +345,31 @@ def test_resume_under_another_path_keeps_the_smac_state(tmp_path):
                          stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert len(rows(tmp_path / "moved")) == 5
+
+
+def test_resume_searches_the_space_the_run_started_in(tmp_path, monkeypatch):
+    """The run keeps its own copy of the space file: a resume from another folder finds it, and a
+    space file edited since the run started is refused (it would be another search), keeping the run."""
+    project = tmp_path / "project"
+    (project / "spaces").mkdir(parents=True)
+    space = project / "spaces" / "mine.yaml"
+    space.write_text("name: mine\nhyperparameters:\n  optimizer: {choices: [sgd, adam], default: adam}\n"
+                     "  lr: {low: 0.001, high: 0.05, log: true, default: 0.01}\n")
+    monkeypatch.chdir(project)
+    optimize(Experiment(**{**TINY, "space": "spaces/mine.yaml"}, budget=120, trials=2), tmp_path / "run")
+    assert (tmp_path / "run" / "space.yaml").read_text() == space.read_text()
+    monkeypatch.chdir(tmp_path)  # "spaces/mine.yaml" means nothing here: the run's copy is searched
+    with Run.open(tmp_path / "run") as run:
+        saved = Experiment.from_dict(run.experiment)
+    optimize(saved.replace(trials=3, budget=240), tmp_path / "run", resume=True)
+    assert len(rows(tmp_path / "run")) == 3
+    monkeypatch.chdir(project)
+    space.write_text(space.read_text().replace("high: 0.05", "high: 0.5"))
+    with pytest.raises(ExperimentError, match=r"search space spaces/mine.yaml .* changed since the run started"):
+        optimize(saved.replace(trials=4, budget=240), tmp_path / "run", resume=True)
+    assert len(rows(tmp_path / "run")) == 3  # nothing lost, nothing run
+    with Run.open(tmp_path / "run") as run:
+        assert run.experiment["trials"] == 3  # the refused resume left the saved settings alone
 
 
 @pytest.mark.parametrize("slots, walls, asks, left, expected", [

@@ -28,6 +28,7 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
     from smac.intensifier.hyperband import Hyperband
     from smac.multi_objective.parego import ParEGO
 
+    hash_configurations_by_value()
     objectives = list(experiment.objectives)
     costs = crash_costs(objectives)
     # Absolute: the saved scenario names its folder, and SMAC prompts on resume when the new one differs.
@@ -61,6 +62,28 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
     if experiment.optimizer == "smac":
         built.autodsnn_config_selector = selector  # for set_parallel_trials
     return built
+
+
+def hash_configurations_by_value() -> None:
+    """Make ConfigSpace's ``Configuration`` hash what its ``==`` compares, the values.
+
+    ConfigSpace 1.2 hashes a configuration by its repr, which tells a sampled categorical value
+    (``np.str_('sgd')``) from the same value built from a dict (``'sgd'``: SMAC's run history and
+    intensifier loaded on resume, our catch-up from the store, the default configuration), though
+    ``==`` calls them equal. SMAC looks configurations up by hash, so after a resume it proposed
+    its initial design again and gave configurations it had already run new ids: the same design
+    trained twice. numpy scalars hash as the Python scalars they equal, so a hash of the value
+    items agrees with ``==``. Idempotent."""
+    from ConfigSpace import Configuration
+
+    if getattr(Configuration.__hash__, "by_value", False):
+        return
+
+    def hash_by_value(self: Any) -> int:
+        return hash(frozenset(dict(self).items()))
+
+    hash_by_value.by_value = True  # type: ignore[attr-defined]
+    Configuration.__hash__ = hash_by_value  # type: ignore[method-assign]
 
 
 def set_parallel_trials(facade: Any, slots: int) -> None:

@@ -47,7 +47,7 @@ from .checkpoints import CheckpointStore, choose_transport
 from .cluster import nanny_environ_kept, security, start_client, worker_slots
 from .experiment import Experiment, ExperimentError
 from .facade import build_facade, set_parallel_trials
-from .space import load_space
+from .space import load_space, space_path
 from .worker import run_trial_task
 
 log = logging.getLogger(__name__)
@@ -478,8 +478,34 @@ class _Optimizer:
         self.save_smac()
 
 
-def _check_experiment(experiment: Experiment) -> tuple[int, Any]:
-    """Fail before any trial runs: data set, model and space must all resolve."""
+# The run's own copy of its search space file: a resume searches the space the run started in,
+# from any working directory, and refuses a space file changed since.
+SPACE_COPY = "space.yaml"
+
+
+def _keep_space(run_dir: Path, experiment: Experiment) -> None:
+    (run_dir / SPACE_COPY).write_text(space_path(experiment.space).read_text())
+
+
+def _space_to_resume(run_dir: Path, experiment: Experiment) -> str:
+    """The space file a resumed run loads: its own copy (runs from before the copy: the named space)."""
+    copy = run_dir / SPACE_COPY
+    if not copy.exists():
+        return experiment.space
+    try:
+        current = space_path(experiment.space)
+    except AutoDSNNError:  # a relative path from another folder, a file since removed: the copy decides
+        return str(copy)
+    if current.read_text() != copy.read_text():
+        raise ExperimentError(f"--resume {run_dir}: search space {experiment.space} ({current.resolve()}) changed "
+                              f"since the run started; the run searches its own copy {copy}: restore the file, "
+                              "or start a new run for the new space")
+    return str(copy)
+
+
+def _check_experiment(experiment: Experiment, space_file: str | None = None) -> tuple[int, Any]:
+    """Fail before any trial runs: data set, model and space (``space_file``, else the
+    experiment's) must all resolve."""
     try:
         name = normalize_name(experiment.dataset)
         info = dataset_info(name)
@@ -490,7 +516,7 @@ def _check_experiment(experiment: Experiment) -> tuple[int, Any]:
     except ValueError as exc:  # DatasetNotFoundError is one
         raise ExperimentError(str(exc)) from None
     max_layers = len(layers)
-    space = load_space(experiment.space, max_layers=max_layers, seed=experiment.seed, layers=layers)
+    space = load_space(space_file or experiment.space, max_layers=max_layers, seed=experiment.seed, layers=layers)
     # Every default/fixed value must be something train accepts.
     HParams.from_dict({**experiment.fixed, **_plain_config(space.get_default_configuration())})
     return max_layers, space
@@ -517,11 +543,12 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
             raise ExperimentError(f"--resume {run_dir}: setting {diff[0]!r} differs from the saved run "
                                   f"({getattr(saved, diff[0])!r} vs {getattr(experiment, diff[0])!r}); only "
                                   f"{', '.join(Experiment.RESUMABLE)} may change on resume")
+        max_layers, space = _check_experiment(experiment, _space_to_resume(run_dir, experiment))
         run.set_meta("experiment", experiment.to_dict())
-        max_layers, space = _check_experiment(experiment)
     else:
         max_layers, space = _check_experiment(experiment)  # before the run directory exists
         run = Run.create(run_dir, experiment.to_dict())
+        _keep_space(run_dir, experiment)
     checkpoints.prepare()
     facade = build_facade(experiment, space, run_dir, overwrite=not resume)
     elapsed_before = float(run.meta("elapsed_seconds") or 0.0)
