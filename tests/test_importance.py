@@ -64,6 +64,26 @@ def test_the_hyperparameter_that_drives_an_objective_ranks_first(tmp_path):
     assert not result.per_objective["error"].log_scale
 
 
+def test_an_objective_the_hyperparameters_do_not_predict_says_its_ranking_is_noise(tmp_path):
+    """Latency made pure noise, independent of every hyperparameter: the held-out fit cannot
+    explain it, and the table says so instead of presenting a ranking."""
+    rng = np.random.default_rng(7)
+    run = Run.create(tmp_path / "run", Experiment(objectives=("error", "latency")).to_dict())
+    for i in range(40):
+        config = {"lr": float(10 ** rng.uniform(-3, -1)), "weight_bits": int(rng.integers(2, 6)),
+                  "optimizer": ["sgd", "adam"][int(rng.integers(2))]}
+        error = 0.1 + 0.3 * (np.log10(config["lr"]) + 3)
+        result = TrialResult(status="ok", val_error=float(error), inference_latency_ms=float(rng.uniform(1, 2)),
+                             wall_time=1.0)
+        run.add(config_id=i, config=config, budget=3.0, seed=0, result=result)
+    run.close()
+    with Run.open(tmp_path / "run") as opened:
+        result = hyperparameter_importance(opened)
+    noise, driven = result.per_objective["latency"], result.per_objective["error"]
+    assert noise.r2 <= 0 and "this ranking is noise" in noise.text(), noise.text()
+    assert driven.r2 > 0.8 and "noise" not in driven.text()
+
+
 def test_deterministic_given_a_seed_and_json_ready(tmp_path):
     with Run.open(make_run(tmp_path / "run", n=20)) as run:
         a = hyperparameter_importance(run, ("error",), seed=3, n_estimators=20, n_repeats=2)

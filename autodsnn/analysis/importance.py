@@ -106,6 +106,8 @@ class ObjectiveImportance:
         where = "all budgets (budget as a feature)" if self.budget is None else f"budget {self.budget:g} epochs"
         fit = "constant objective: nothing to explain" if np.isnan(self.r2) else \
             f"forest R2 {self.r2:.2f} on held-out trials"
+        if self.r2 <= 0:  # NaN compares False
+            fit += " (no better than the mean: the hyperparameters do not predict it, so this ranking is noise)"
         scale = ", log10 of the value" if self.log_scale else ""
         width = max([len("hyperparameter")] + [len(i.hyperparameter) for i in self.importances])
         lines = [f"{self.objective} ({label(self.objective)}{scale}) at {where}, {self.trials} trials; {fit}",
