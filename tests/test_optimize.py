@@ -417,3 +417,9 @@ def test_log_objectives_must_be_positive_objectives_of_the_run():
         Experiment(objectives="error,inference_energy", log_objectives="latency")
     with pytest.raises(ExperimentError, match=r"log_objectives: 'error' can be 0.*log only inference_energy"):
         Experiment(objectives="error,inference_energy", log_objectives="error")
+    with pytest.raises(ExperimentError, match=r"log_objectives: 'analytic_enrgy' .* did you mean 'analytic_energy'"):
+        Experiment(objectives="error,analytic_energy", log_objectives="analytic_enrgy")
+    with pytest.raises(ExperimentError, match=r"log_objectives: 'analytic_energy' is named twice"):
+        Experiment(objectives="error,analytic_energy", log_objectives="analytic_energy, analytic_energy")
+    with pytest.raises(ExperimentError, match=r"unknown objective 'inference_enrgy': did you mean 'inference_energy'"):
+        Experiment(objectives="error,inference_enrgy")

@@ -6,6 +6,7 @@ command-line flags override them. ``--resume`` compares the saved experiment wit
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,15 +107,21 @@ class Experiment:
         set_("trial_timeout", parse_duration(self.trial_timeout))
         bad = [o for o in objectives if o not in OBJECTIVES]
         if bad:
-            raise ExperimentError(f"unknown objective {bad[0]!r}: use {', '.join(OBJECTIVES)}")
+            close = difflib.get_close_matches(bad[0], list(OBJECTIVES), n=1)
+            raise ExperimentError(f"unknown objective {bad[0]!r}: "
+                                  + (f"did you mean {close[0]!r}? " if close else "") + f"use {', '.join(OBJECTIVES)}")
         if not 1 <= len(objectives) <= 3 or len(set(objectives)) != len(objectives):
             raise ExperimentError(f"give one to three different objectives, got {', '.join(objectives)}")
         if not 0 < self.min_budget <= self.max_budget:
             raise ExperimentError(f"need 0 < min_budget <= max_budget, got {self.min_budget} and {self.max_budget}")
-        for name in self.log_objectives:
+        for i, name in enumerate(self.log_objectives):
             if name not in objectives:
-                raise ExperimentError(f"log_objectives: {name!r} is not an objective of this run: use some of "
-                                      f"{', '.join(objectives)}")
+                close = difflib.get_close_matches(name, objectives, n=1)
+                raise ExperimentError(f"log_objectives: {name!r} is not an objective of this run: "
+                                      + (f"did you mean {close[0]!r}?" if close else
+                                         f"use some of {', '.join(objectives)}"))
+            if name in self.log_objectives[:i]:
+                raise ExperimentError(f"log_objectives: {name!r} is named twice: name each objective once")
             if not OBJECTIVES[name].positive:
                 raise ExperimentError(f"log_objectives: {name!r} can be 0, which has no logarithm: log only "
                                       f"{', '.join(o for o in objectives if OBJECTIVES[o].positive) or 'energies'}")
