@@ -372,6 +372,24 @@ def test_resume_searches_the_space_the_run_started_in(tmp_path, monkeypatch):
         assert run.experiment["trials"] == 3  # the refused resume left the saved settings alone
 
 
+@pytest.mark.parametrize("min_budget, optimizer, warns", [(1, "smac", True), (1, "hyperband", True),
+                                                          (9, "smac", False), (1, "random", False)])
+def test_the_bracket_warning_only_where_there_are_brackets(caplog, min_budget, optimizer, warns):
+    """A first trial too slow for one Hyperband bracket in the time left warns, unless the strategy
+    has no brackets (random search, or one fidelity: min_budget == max_budget)."""
+    from types import SimpleNamespace
+
+    from autodsnn.search.optimize import _Optimizer
+
+    loop = object.__new__(_Optimizer)  # only the fields the warning reads
+    loop.exp = Experiment(**{**TINY, "min_budget": min_budget, "max_budget": 9, "optimizer": optimizer})
+    loop.warned_budget, loop.slots, loop.deadline = False, 2, time.time() + 60
+    slow = TrialResult(status="ok", val_error=0.2, wall_time=270.0)  # 30 s per epoch: 9 epochs outlast 60 s
+    with caplog.at_level("WARNING", logger="autodsnn.search.optimize"):
+        loop._maybe_warn_budget(SimpleNamespace(budget=9.0), slow)
+    assert ("one Hyperband bracket" in caplog.text) == warns, caplog.text
+
+
 @pytest.mark.parametrize("slots, walls, asks, left, expected", [
     (2, [30.0], [2.0], 600, 1),          # trials of 30 s cover a 2 s refit: one waiting trial
     (16, [1.0], [0.05], 600, 4),         # quick asks: a quarter of the slots

@@ -345,7 +345,8 @@ class _Optimizer:
 
     def _maybe_warn_budget(self, pending: _Pending, result: TrialResult) -> None:
         if (self.warned_budget or not result.ok or not math.isfinite(self.deadline)
-                or self.exp.optimizer == "random"):  # random search has no brackets
+                or self.exp.optimizer == "random"  # random search has no brackets,
+                or self.exp.min_budget == self.exp.max_budget):  # nor has one fidelity
             return
         self.warned_budget = True
         per_epoch = result.wall_time / max(pending.budget, 1e-9)
