@@ -85,11 +85,12 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(tmp_path, strategy):
     assert ids_before <= {(t.trial_id, t.config_id, t.budget, t.status) for t in after}  # nothing lost
     # nothing trained twice, judged by the configuration's values (a configuration SMAC re-proposed
     # under a new config id after the resume is the same design trained again)
-    finished = [(json.dumps(t.config, sort_keys=True), t.budget) for t in after if t.status in ("ok", "failed")]
+    design = {t.trial_id: json.dumps(t.config, sort_keys=True) for t in after}
+    finished = [(design[t.trial_id], t.budget) for t in after if t.status in ("ok", "failed")]
     assert len(finished) == len(set(finished)), sorted(finished)
     ids_of = {}
     for t in after:
-        ids_of.setdefault(json.dumps(t.config, sort_keys=True), set()).add(t.config_id)
+        ids_of.setdefault(design[t.trial_id], set()).add(t.config_id)
     assert all(len(ids) == 1 for ids in ids_of.values()), ids_of  # one config id per configuration
     assert len(after) > len(before)
     assert "re-running trial" in out.stderr  # the trials in flight at the kill ran again (progress: stderr)
