@@ -26,6 +26,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from .atomic import write_atomically
 from .errors import AutoDSNNError
 from .trial.objectives import OBJECTIVES, all_objective_values
 from .trial.records import TRANSIENT_FIELDS, TrialResult, TrialStatus
@@ -152,7 +153,7 @@ class Run:
     def set_meta(self, key: str, value: Any) -> None:
         self._set_meta(key, value)
         if key == "experiment":  # a readable copy beside the database
-            (self.path / "experiment.yaml").write_text(yaml.safe_dump(value, sort_keys=False))
+            write_atomically(self.path / "experiment.yaml", yaml.safe_dump(value, sort_keys=False))
 
     @property
     def experiment(self) -> dict[str, Any]:

@@ -322,6 +322,31 @@ def test_resume_runs_a_default_that_never_finished(tmp_path):
     assert len(rows(tmp_path / "run")) > n
 
 
+def test_resume_with_smac_state_cut_off_by_a_kill_rebuilds_it_from_the_store(tmp_path):
+    """CI once saw a kill land while SMAC saved (JSONDecodeError on resume). SMAC's state now is
+    saved atomically; a state that is cut off anyway is set aside, and SMAC is caught up from the
+    store: every trial kept, none trained twice, the store's config ids still SMAC's."""
+    space = _write(tmp_path / "s.yaml", DEFAULT_SPACE)
+    exp = dict(**{**TINY, "space": space}, budget=90)
+    optimize(Experiment(**exp, trials=6), tmp_path / "run", trial_fn=_quick_trial)
+    before = rows(tmp_path / "run")
+    history = next((tmp_path / "run" / "smac").rglob("runhistory.json"))
+    history.write_text(history.read_text()[:200])  # as a kill mid-write leaves it
+    (history.parent / "optimization.json").write_text("")  # CI's JSONDecodeError
+    optimize(Experiment(**exp, trials=len(before) + 3), tmp_path / "run", resume=True, trial_fn=_quick_trial)
+    after = rows(tmp_path / "run")
+    assert [(t.trial_id, t.config_id, t.budget) for t in before] == \
+        [(t.trial_id, t.config_id, t.budget) for t in after[:len(before)]]
+    assert len(after) == len(before) + 3
+    finished = [(json.dumps(t.config, sort_keys=True), t.budget) for t in after if t.status in ("ok", "failed")]
+    assert len(finished) == len(set(finished))  # nothing trained twice
+    assert len(list((tmp_path / "run").glob("smac-unreadable-*"))) == 1
+    saved = json.loads(history.read_text())  # the state SMAC saved since, whole, under the store's ids
+    for t in after:
+        assert saved["configs"][str(t.config_id)] == pytest.approx(t.config)
+    assert summary_of(tmp_path / "run").default is not None  # the comparison survives
+
+
 def _default_raises(request):
     """The default fails inside the trial (as a bad hyperparameter would); its worker lives."""
     if _is_default_at_top(request):

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
+from ..atomic import replaced_atomically, write_atomically
 from ..errors import AutoDSNNError
 from ..shift import export, freeze
 from ..store import Run
@@ -88,7 +89,8 @@ def retrain(config: Mapping[str, Any], task: Task, epochs: float, out_dir: str |
         deployed = profile_inference(model, test, device, kernels="float", batch_sizes=(1, task.inference_batch),
                                      window_s=task.inference_window, repeats=task.inference_repeats,
                                      country=task.country)
-    torch.save({"model": model.state_dict(), "hparams": hparams.to_dict(), "task": task.to_dict()}, out / "model.pt")
+    with replaced_atomically(out / "model.pt") as tmp:  # hours of training: never half a file
+        torch.save({"model": model.state_dict(), "hparams": hparams.to_dict(), "task": task.to_dict()}, tmp)
     if converted:
         export(model, out / "shift_codes.pt")
     card = {
@@ -107,9 +109,9 @@ def retrain(config: Mapping[str, Any], task: Task, epochs: float, out_dir: str |
         "files": {"model": "model.pt", "shift_codes": "shift_codes.pt" if converted else None},
         "reproduce": command or "",
     }
-    (out / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
-    (out / "model_card.md").write_text(_card_markdown(card))
-    (out / "config.yaml").write_text(yaml.safe_dump(hparams.to_dict(), sort_keys=True))
+    write_atomically(out / "model_card.json", json.dumps(card, indent=2, default=str))
+    write_atomically(out / "model_card.md", _card_markdown(card))
+    write_atomically(out / "config.yaml", yaml.safe_dump(hparams.to_dict(), sort_keys=True))
     return card
 
 

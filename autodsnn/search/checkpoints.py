@@ -29,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..atomic import write_atomically
+
 TRANSPORTS = ("shared", "dask", "url")
 _NAME = re.compile(r"^config(\d+)-budget([0-9.eE+-]+)\.pt$")
 
@@ -117,9 +119,7 @@ class CheckpointStore:
         if self.url:
             self.fs.pipe_file(location.replace(self.root, self._base, 1), data)
             return
-        tmp = Path(f"{location}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, location)
+        write_atomically(location, data)
 
 
 def choose_transport(checkpoint_store: str | None, own_local_cluster: bool) -> str:

@@ -17,8 +17,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomically
 from ..trial.objectives import crash_costs
 from .experiment import Experiment
+from .smac_state import set_aside_unreadable_state
 
 
 def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite: bool) -> Any:
@@ -39,6 +41,7 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
                         min_budget=float(experiment.min_budget), max_budget=float(experiment.max_budget),
                         seed=int(experiment.seed))
     if not overwrite:
+        set_aside_unreadable_state(Path(scenario.output_directory), run_dir)
         _adopt_folder(scenario)
     default = space.get_default_configuration()
     kwargs: dict[str, Any] = {"overwrite": overwrite, "logging_level": logging.ERROR}
@@ -281,7 +284,7 @@ def _adopt_folder(scenario: Any) -> None:
     data = json.loads(saved.read_text())
     if data.get("output_directory") != str(scenario.output_directory):
         data["output_directory"] = str(scenario.output_directory)
-        saved.write_text(json.dumps(data, indent=2))
+        write_atomically(saved, json.dumps(data, indent=2))
 
 
 def _smac_target(config: Any, seed: int = 0, budget: float = 0.0) -> float:

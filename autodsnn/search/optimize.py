@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..atomic import write_atomically
 from ..errors import AutoDSNNError
 from ..store import Run
 from ..trial import HParams, TrialRequest, TrialResult, TrialStatus
@@ -47,6 +48,7 @@ from .checkpoints import CheckpointStore, choose_transport
 from .cluster import nanny_environ_kept, security, start_client, worker_slots
 from .experiment import Experiment, ExperimentError
 from .facade import build_facade, set_parallel_trials
+from .smac_state import save_smac_state
 from .space import load_space, space_path
 from .worker import run_trial_task
 
@@ -230,7 +232,7 @@ class _Optimizer:
     def save_smac(self) -> None:
         """Save SMAC's state (runhistory, intensifier, optimizer): what a kill loses after it is in
         the store and is caught up on --resume."""
-        self.smac.optimizer.save()
+        save_smac_state(self.smac)
         self.last_smac_save = time.time()
 
     def _tell(self, info: Any, result: TrialResult) -> None:
@@ -304,9 +306,10 @@ class _Optimizer:
         if result.wall_time and result.status is not TrialStatus.LOST:
             self.recent_walls.append(float(result.wall_time))
         try:  # a copy for reading by eye: the store is the record
-            (self.run.path / "logs" / f"trial-{trial_id:05d}.json").write_text(
-                json.dumps({"trial_id": trial_id, "config_id": pending.config_id, "budget": pending.budget,
-                            "config": pending.config, **result.to_dict()}, indent=1, default=str))
+            write_atomically(self.run.path / "logs" / f"trial-{trial_id:05d}.json",
+                             json.dumps({"trial_id": trial_id, "config_id": pending.config_id,
+                                         "budget": pending.budget, "config": pending.config, **result.to_dict()},
+                                        indent=1, default=str), durable=False)
         except OSError as exc:
             log.warning(f"trial {trial_id}'s log file could not be written ({exc}); it is in the run's store")
         return trial_id
@@ -485,7 +488,7 @@ SPACE_COPY = "space.yaml"
 
 
 def _keep_space(run_dir: Path, experiment: Experiment) -> None:
-    (run_dir / SPACE_COPY).write_text(space_path(experiment.space).read_text())
+    write_atomically(run_dir / SPACE_COPY, space_path(experiment.space).read_text())
 
 
 def _space_to_resume(run_dir: Path, experiment: Experiment) -> str:

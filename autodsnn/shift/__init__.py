@@ -1,4 +1,4 @@
-"""`autodsnn.shift`, the shift-layer library. May import: nothing but the base modules errors, resources.
+"""`autodsnn.shift`, the shift-layer library. May import: nothing but the base modules errors, resources, atomic.
 
 Deep shift layers, conversion, freezing/export, packed codes and kernels, spatial shift and cost::
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Union
 import torch
 from torch import nn
 
+from ..atomic import replaced_atomically
 from .config import ShiftConfig
 from .errors import ShiftConfigError
 from .layers import FrozenWeight, ShiftConv2d, ShiftLinear, is_shift_layer
@@ -325,10 +326,12 @@ def _in_layers(key: str, layers: Iterable[str]) -> bool:
 
 
 def export(model: nn.Module, path: Union[str, os.PathLike]) -> Path:
-    """Write :func:`export_codes` to ``path`` (torch.save of plain containers)."""
+    """Write :func:`export_codes` to ``path`` (torch.save of plain containers), atomically: a kill
+    mid-write leaves the previous file, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(export_codes(model), path)
+    with replaced_atomically(path) as tmp:
+        torch.save(export_codes(model), tmp)
     return path
 
 

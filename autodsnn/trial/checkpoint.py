@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import replaced_atomically
 from ..errors import AutoDSNNError
 from .hparams import HParams, Task, config_key
 
@@ -22,15 +23,14 @@ class CheckpointError(AutoDSNNError, ValueError):
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epochs_done: float,
                     hparams: HParams, task: Task, extra: dict[str, Any] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "epochs_done": float(epochs_done),
-                "hparams": hparams.to_dict(), "task": task.to_dict(), "config_key": config_key(hparams, task),
-                # dropout and stochastic rounding draw from torch's RNG: a resumed trial continues it
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                **(extra or {})}, tmp)
-    os.replace(tmp, path)  # atomic: a killed trial never leaves half a checkpoint
+    with replaced_atomically(path) as tmp:  # a killed trial never leaves half a checkpoint
+        torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "epochs_done": float(epochs_done),
+                    "hparams": hparams.to_dict(), "task": task.to_dict(), "config_key": config_key(hparams, task),
+                    # dropout and stochastic rounding draw from torch's RNG: a resumed trial continues it
+                    "rng_cpu": torch.get_rng_state(),
+                    "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                    **(extra or {})}, tmp)
     return path
 
 

@@ -1,4 +1,4 @@
-"""The zoo: models and data sets by name. May import: shift, errors, resources.
+"""The zoo: models and data sets by name. May import: shift, errors, resources, atomic.
 
 Modules: ``models`` (registry and builders), ``data`` (one record per data set, load_dataset),
 ``splits`` (DatasetInfo, DataSplits), ``loaders`` (batching), ``files`` (IDX/CIFAR decoding),

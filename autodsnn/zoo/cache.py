@@ -8,13 +8,13 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
 import torch
 
+from ..atomic import replaced_atomically
 from ..resources import cache_root
 
 __all__ = ["cache_dir", "clear_memory_cache", "source_key", "load_uint8", "remember", "remember_splits"]
@@ -69,9 +69,8 @@ def load_uint8(name: str, paths: Sequence[Path], decode: Callable[[], Tensors]) 
     raw = decode()
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        torch.save(raw, tmp)
-        os.replace(tmp, cache_file)  # atomic: concurrent workers never read half a file
+        with replaced_atomically(cache_file, durable=False) as tmp:  # concurrent workers never read half a file
+            torch.save(raw, tmp)
     except OSError as exc:  # read-only home etc.: work without the disk cache
         log.warning("could not write data cache %s (%s)", cache_file, exc)
     return raw
