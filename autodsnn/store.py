@@ -4,6 +4,7 @@
       experiment.yaml     the experiment as resolved, for people (--resume reads the database's copy)
       trials.sqlite       one row per trial, committed the moment the trial finishes
       smac/               SMAC's own output (runhistory, intensifier state)
+      smac-whole/         a copy of SMAC's state kept as a resume starts (SMAC rewrites it in place)
       smac-unreadable-*/  SMAC's state as a resume found it, when a kill had cut a file off
       checkpoints/        per-configuration checkpoints (Hyperband promotions continue from them;
                           search.checkpoints: unused when the run names a --checkpoint-store URL)

@@ -65,6 +65,10 @@ def test_a_whole_saved_state_is_what_a_resume_continues_from(tmp_path, optimizer
     assert len(resumed.runhistory) == len(smac.runhistory) == 12
     assert resumed.runhistory.ids_config == smac.runhistory.ids_config
     assert not list(run_dir.glob("smac-unreadable-*"))
+    # the copy a later resume restores, should a kill cut off a file while SMAC rewrites them
+    assert unreadable_state_files(run_dir / "smac-whole") == []
+    assert json.loads((run_dir / "smac-whole" / "runhistory.json").read_text())["configs"] == \
+        json.loads((folder / "runhistory.json").read_text())["configs"]
 
 
 def _damage(path, how):
@@ -77,21 +81,10 @@ def _damage(path, how):
         path.write_text(text[: len(text) // 2])
 
 
-@pytest.mark.parametrize("how", ["empty", "cut off", "missing"])
-@pytest.mark.parametrize("name", STATE_FILES)
-def test_a_resume_sets_aside_a_state_it_cannot_read_and_starts_smac_afresh(tmp_path, caplog, saved_template,
-                                                                           name, how):
-    """Before the fix: optimization.json, scenario.json, configspace.json raised (JSONDecodeError,
-    FileNotFoundError); runhistory.json and intensifier.json were dropped with SMAC's own log line
-    only, the run history silently empty."""
-    exp, space, template, inside = saved_template
-    run_dir = tmp_path / "run"
-    shutil.copytree(template, run_dir)
-    folder = run_dir / inside
-    _damage(folder / name, how)
-    damaged = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
-    # on the module's logger itself: SMAC's logging setup sets the root logger to ERROR and
-    # replaces its handlers (the command line gives the package's logger its own)
+def _resume_logging(exp, space, run_dir, caplog):
+    """Resume, returning the facade and the warnings of autodsnn.search.smac_state. On the module's
+    logger itself: SMAC's logging setup sets the root logger to ERROR and replaces its handlers
+    (the command line gives the package's logger its own)."""
     logger = logging.getLogger("autodsnn.search.smac_state")
     logger.addHandler(caplog.handler)
     try:
@@ -99,15 +92,50 @@ def test_a_resume_sets_aside_a_state_it_cannot_read_and_starts_smac_afresh(tmp_p
             resumed = _resume(exp, space, run_dir)
     finally:
         logger.removeHandler(caplog.handler)
+    return resumed, " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+
+
+@pytest.mark.parametrize("how", ["empty", "cut off", "missing"])
+@pytest.mark.parametrize("name", STATE_FILES)
+def test_a_resume_sets_aside_a_state_it_cannot_read_and_starts_smac_afresh(tmp_path, caplog, saved_template,
+                                                                           name, how):
+    """No copy to restore (the run's first resume). Before the fix: optimization.json,
+    scenario.json, configspace.json raised (JSONDecodeError, FileNotFoundError); runhistory.json
+    and intensifier.json were dropped with SMAC's own log line only, the run history silently empty."""
+    exp, space, template, inside = saved_template
+    run_dir = tmp_path / "run"
+    shutil.copytree(template, run_dir)
+    folder = run_dir / inside
+    _damage(folder / name, how)
+    damaged = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    resumed, message = _resume_logging(exp, space, run_dir, caplog)
     assert len(resumed.runhistory) == 0  # SMAC starts afresh; the store catches it up
     (aside,) = run_dir.glob("smac-unreadable-*")
     assert {p.name: p.read_bytes() for p in aside.iterdir() if p.is_file()} == damaged  # kept, as found
-    message = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
-    assert f"{name} ({how}" in message and str(aside) in message and "caught up from the run's store" in message
+    assert f"{name} ({how}" in message and str(aside) in message and "SMAC starts afresh" in message
     assert unreadable_state_files(folder) == []  # SMAC wrote a whole new state
     _tell(resumed, 3)
     save_smac_state(resumed)
     assert len(_resume(exp, space, run_dir).runhistory) == 3  # and the next resume continues from it
+    assert len(list(run_dir.glob("smac-unreadable-*"))) == 1
+
+
+@pytest.mark.parametrize("name", STATE_FILES)
+def test_a_state_cut_off_while_smac_rewrote_it_is_restored_from_the_copy_kept_before(tmp_path, caplog,
+                                                                                   saved_template, name):
+    """SMAC rewrites every file in place while a facade is built: a kill then (emulated: the file
+    cut off after the resume) is mended from the copy kept just before, run history and all."""
+    exp, space, template, inside = saved_template
+    run_dir = tmp_path / "run"
+    shutil.copytree(template, run_dir)
+    folder = run_dir / inside
+    first = _resume(exp, space, run_dir)  # keeps the copy, then SMAC rewrites its files
+    _damage(folder / name, "cut off")
+    resumed, message = _resume_logging(exp, space, run_dir, caplog)
+    assert "restored from the copy" in message and f"{name} (cut off" in message
+    assert len(resumed.runhistory) == len(first.runhistory) == 12
+    assert resumed.runhistory.ids_config == first.runhistory.ids_config
+    assert resumed.intensifier.get_state() == first.intensifier.get_state()  # Hyperband's brackets too
     assert len(list(run_dir.glob("smac-unreadable-*"))) == 1
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from ..atomic import write_atomically
 from ..trial.objectives import crash_costs
 from .experiment import Experiment
-from .smac_state import set_aside_unreadable_state
+from .smac_state import prepare_to_resume
 
 
 def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite: bool) -> Any:
@@ -41,7 +41,7 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
                         min_budget=float(experiment.min_budget), max_budget=float(experiment.max_budget),
                         seed=int(experiment.seed))
     if not overwrite:
-        set_aside_unreadable_state(Path(scenario.output_directory), run_dir)
+        prepare_to_resume(Path(scenario.output_directory), run_dir)
         _adopt_folder(scenario)
     default = space.get_default_configuration()
     kwargs: dict[str, Any] = {"overwrite": overwrite, "logging_level": logging.ERROR}

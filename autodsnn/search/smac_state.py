@@ -5,9 +5,10 @@ SMAC 2 writes its state files in place (``open(path, "w")`` then ``json.dump``),
 killed mid-save leaves a cut-off file, and a later ``SMBO.load`` fails on it (``optimization.json``,
 ``scenario.json``) or drops the whole run history with a log line (``runhistory.json``,
 ``intensifier.json``). The run's store (SQLite) is the record of every trial; SMAC's files are a
-cache of what SMAC made of them. So the loop saves them here atomically, and a resume that finds
-them unreadable (cut off by a kill during SMAC's own save when a facade is built, or by an older
-version of this code) moves them aside, lets SMAC start afresh and catches it up from the store.
+cache of what SMAC made of them. So the loop saves them here atomically; a resume keeps a copy
+of the whole state before SMAC rewrites it in place, and one that finds the state unreadable
+(cut off by a kill during SMAC's own writes, or by an older version of this code) moves it
+aside and restores the copy, or lets SMAC start afresh; either way the store catches SMAC up.
 """
 from __future__ import annotations
 
@@ -63,20 +64,47 @@ def unreadable_state_files(folder: Path) -> list[str]:
     return problems
 
 
-def set_aside_unreadable_state(folder: Path, run_dir: Path) -> Path | None:
-    """Move SMAC's state folder to ``run_dir/smac-unreadable-<time>`` when any of its files cannot
-    be read (see :func:`unreadable_state_files`), so SMAC starts afresh and the resume catches it
-    up from the store; the files are kept for inspection. Returns where they went, or None."""
+def prepare_to_resume(folder: Path, run_dir: Path) -> None:
+    """Before SMAC loads its state from ``folder`` on a resume: make the state whole, then keep a
+    copy of it in ``run_dir/smac-whole``.
+
+    SMAC rewrites its files in place while a facade is built (``SMBO._initialize_state``), so a
+    kill at that moment cuts one off; the copy, taken just before, holds what SMAC had loaded.
+    A state that cannot be read (:func:`unreadable_state_files`) is moved to
+    ``run_dir/smac-unreadable-<time>`` (kept for inspection) and replaced by the copy when the
+    copy is whole; without one, SMAC starts afresh and the resume catches it up from the store."""
+    copy = Path(run_dir) / WHOLE_COPY
     problems = unreadable_state_files(folder)
-    if not problems:
-        return None
+    if problems:
+        aside = _move_aside(folder, run_dir)
+        restorable = copy.is_dir() and any(copy.iterdir()) and not unreadable_state_files(copy)
+        if restorable:
+            _copy_state(copy, folder)
+        log.warning(f"SMAC's saved state in {folder} could not be read ({'; '.join(problems)}; a kill while it was "
+                    f"being saved?): moved to {aside}; "
+                    + (f"restored from the copy kept when the previous resume started ({copy}), and caught up from "
+                       "the run's store" if restorable else
+                       "SMAC starts afresh and is caught up from the run's store (every trial kept; Hyperband's "
+                       "brackets start again)"))
+    if (folder / "runhistory.json").exists():
+        _copy_state(folder, copy)
+
+
+WHOLE_COPY = "smac-whole"
+
+
+def _copy_state(source: Path, target: Path) -> None:
+    """Copy the state files, each replaced whole, the run history before the intensifier (as saved)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for name in STATE_FILES:
+        write_atomically(target / name, (source / name).read_bytes())
+
+
+def _move_aside(folder: Path, run_dir: Path) -> Path:
     aside = Path(run_dir) / f"smac-unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
     while aside.exists():  # two resumes within a second
         n += 1
         aside = aside.with_name(f"{aside.name.split('.')[0]}.{n}")
     folder.rename(aside)
-    log.warning(f"SMAC's saved state in {folder} could not be read ({'; '.join(problems)}; a kill while it was "
-                f"being saved?): moved to {aside}; SMAC starts afresh and is caught up from the run's store "
-                "(every trial kept; Hyperband's brackets start again)")
     return aside
