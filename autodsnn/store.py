@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -28,10 +29,12 @@ from typing import Any, Iterator
 
 import yaml
 
-from .atomic import write_atomically
+from .atomic import replaced_atomically, write_atomically
 from .errors import AutoDSNNError
 from .trial.objectives import OBJECTIVES, all_objective_values
 from .trial.records import TRANSIENT_FIELDS, TrialResult, TrialStatus
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3  # 2: a column per scalar result field and per objective, traceback kept; 3: the asked table
 
@@ -44,6 +47,25 @@ _RESULT_COLUMNS = tuple(f.name for f in dataclasses.fields(TrialResult)
                         and f.name not in TRANSIENT_FIELDS)
 _OBJECTIVE_COLUMNS = {name: f"objective_{name}" for name in OBJECTIVES}
 _COLUMNS = {**_BOOKKEEPING, **{c: "" for c in _RESULT_COLUMNS}, **{c: "REAL" for c in _OBJECTIVE_COLUMNS.values()}}
+
+
+DATABASE = "trials.sqlite"
+
+
+def _holds_a_run(db: Path) -> bool:
+    """Whether the database at ``db`` records a run: its experiment, or any trial. A file a kill
+    left empty, or with tables but no experiment (older versions created a run in steps), does not."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        has_experiment = "meta" in tables and conn.execute(
+            "SELECT 1 FROM meta WHERE key = 'experiment'").fetchone() is not None
+        has_trials = "trials" in tables and conn.execute("SELECT 1 FROM trials LIMIT 1").fetchone() is not None
+        return has_experiment or has_trials
+    except sqlite3.DatabaseError:  # not a database at all: a run nonetheless, never taken over
+        return True
+    finally:
+        conn.close()
 
 
 class StoreError(AutoDSNNError, ValueError):
@@ -89,25 +111,45 @@ class Run:
     # --- opening ------------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, experiment: dict[str, Any], *, exist_ok: bool = False) -> "Run":
+        """A new run in ``path``: its database appears whole (schema, experiment, times) or not at
+        all, whenever the process is killed. A record a kill left half made (no experiment, no
+        trials: older versions built it in steps) is taken over."""
         path = Path(path)
-        if (path / "trials.sqlite").exists() and not exist_ok:
-            raise StoreError(f"run directory {path} already holds a run: continue it with --resume {path}, "
-                             "or choose another --run-dir")
+        db = path / DATABASE
+        if db.exists() and not exist_ok:
+            if not _holds_a_run(db):
+                log.warning(f"{db} was left half made by a run killed as it started (no experiment, no trials): "
+                            "starting the run there afresh")
+                for leftover in (db, db.with_name(DATABASE + "-wal"), db.with_name(DATABASE + "-shm")):
+                    leftover.unlink(missing_ok=True)
+            else:
+                raise StoreError(f"run directory {path} already holds a run: continue it with --resume {path}, "
+                                 "or choose another --run-dir")
         for sub in ("smac", "checkpoints", "logs"):
             (path / sub).mkdir(parents=True, exist_ok=True)
-        run = cls(path, cls._connect(path))
-        run._set_meta("schema_version", SCHEMA_VERSION)
-        run.set_meta("experiment", experiment)
-        run._set_meta("created_at", time.time())
-        run._set_meta("elapsed_seconds", 0.0)
+        if not db.exists():
+            with replaced_atomically(db) as tmp:  # built under another name, renamed whole
+                conn = cls._connect(tmp, wal=False)  # no -wal file to leave beside the temporary name
+                try:
+                    conn.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [
+                        (key, json.dumps(value)) for key, value in (
+                            ("schema_version", SCHEMA_VERSION), ("experiment", experiment),
+                            ("created_at", time.time()), ("elapsed_seconds", 0.0))])
+                finally:
+                    conn.close()
+        run = cls(path, cls._connect(db))
+        run.set_meta("experiment", experiment)  # and its readable copy
         return run
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
         path = Path(path)
-        if not (path / "trials.sqlite").exists():
-            raise StoreError(f"{path} is not an autodsnn run directory (no trials.sqlite): check the path")
-        run = cls(path, cls._connect(path))
+        if not (path / DATABASE).exists():
+            raise StoreError(f"{path} is not an autodsnn run directory (no {DATABASE}): check the path")
+        if not _holds_a_run(path / DATABASE):
+            raise StoreError(f"{path} holds no run: it was killed as it started, before its experiment was stored "
+                             f"(no trials ran); start it again with `autodsnn optimize --run-dir {path} ...`")
+        run = cls(path, cls._connect(path / DATABASE))
         version = run.meta("schema_version")
         if version is None or int(version) > SCHEMA_VERSION:
             raise StoreError(f"{path} was written by a newer autodsnn (schema {version}): upgrade autodsnn")
@@ -116,9 +158,10 @@ class Run:
         return run
 
     @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(path / "trials.sqlite", timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
+    def _connect(db: Path, *, wal: bool = True) -> sqlite3.Connection:
+        conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+        if wal:
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a committed trial survives a power cut
         cols = ", ".join(f"{k} {v}".strip() for k, v in _COLUMNS.items())
         conn.execute(f"CREATE TABLE IF NOT EXISTS trials ({cols})")

@@ -60,3 +60,104 @@ def test_a_newer_schema_is_refused(tmp_path):
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="newer autodsnn"):
         Run.open(tmp_path / "run")
+
+
+# --- a run's record appears whole or not at all -------------------------------------------------
+
+EXPERIMENT = {"dataset": "mnist", "model": "mnist-fc", "objectives": ["error", "energy"]}
+
+
+def test_a_create_that_dies_before_its_database_is_in_place_leaves_no_run(tmp_path, monkeypatch):
+    from autodsnn import atomic
+
+    def dies(src, dst):
+        raise SystemExit("killed")
+    monkeypatch.setattr(atomic.os, "replace", dies)
+    with pytest.raises(SystemExit):
+        Run.create(tmp_path / "run", EXPERIMENT)
+    monkeypatch.undo()
+    assert not (tmp_path / "run" / "trials.sqlite").exists()
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.is_file()]  # no temporary database left
+    with pytest.raises(StoreError, match="no trials.sqlite"):
+        Run.open(tmp_path / "run")
+    with Run.create(tmp_path / "run", EXPERIMENT) as run:  # starting again just works
+        assert run.experiment == EXPERIMENT
+
+
+def _half_made(path, how):
+    """What a kill left while older versions created a run step by step (seen by a helper's kill tests)."""
+    path.mkdir()
+    db = path / "trials.sqlite"
+    if how == "empty file":
+        db.write_bytes(b"")
+        return
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        conn.execute("CREATE TABLE trials (trial_id INTEGER PRIMARY KEY, config TEXT)")
+        if how == "schema version only":
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (json.dumps(SCHEMA_VERSION),))
+
+
+@pytest.mark.parametrize("how", ["empty file", "tables only", "schema version only"])
+def test_a_record_a_kill_left_half_made_is_refused_by_open_and_taken_over_by_create(tmp_path, how):
+    run_dir = tmp_path / "run"
+    _half_made(run_dir, how)
+    # before: "written by a newer autodsnn (schema None)", or a resume of the built-in default experiment
+    with pytest.raises(StoreError, match=r"holds no run: it was killed as it started.*start it again with "
+                                         r"`autodsnn optimize --run-dir"):
+        Run.open(run_dir)
+    with Run.create(run_dir, EXPERIMENT) as run:
+        assert run.experiment == EXPERIMENT and len(run) == 0 and run.meta("schema_version") == SCHEMA_VERSION
+    with Run.open(run_dir) as run:
+        assert run.experiment == EXPERIMENT
+
+
+def test_a_record_with_trials_is_never_taken_over(tmp_path):
+    with Run.create(tmp_path / "run", EXPERIMENT) as run:
+        run.add(config_id=1, config={"lr": 0.1}, budget=1.0, seed=0, result=TrialResult(status="ok", val_error=0.5))
+    with pytest.raises(StoreError, match="already holds a run"):
+        Run.create(tmp_path / "run", EXPERIMENT)
+    with sqlite3.connect(tmp_path / "run" / "trials.sqlite") as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'experiment'")  # a trial but no experiment: still a run
+    with pytest.raises(StoreError, match="already holds a run"):
+        Run.create(tmp_path / "run", EXPERIMENT)
+
+
+_CREATOR = """
+import sys
+from pathlib import Path
+from autodsnn.store import Run
+root = Path(sys.argv[1])
+print("ready", flush=True)
+i = 0
+while True:
+    Run.create(root / f"run{i}", {"dataset": "mnist", "model": "mnist-fc"}).close()
+    i += 1
+"""
+
+
+def test_a_sigkill_while_runs_are_created_leaves_each_whole_or_absent(tmp_path):
+    """A process that does nothing but create runs is SIGKILLed at random moments: every run
+    folder then either holds no database or a whole run that opens with its experiment."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = random.Random(0)
+    for attempt in range(4):
+        root = tmp_path / f"kill{attempt}"
+        proc = subprocess.Popen([sys.executable, "-c", _CREATOR, str(root)], stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(rng.uniform(0.05, 0.3))
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        folders = sorted(root.iterdir())
+        assert folders, "no run was being created"
+        for folder in folders:
+            if (folder / "trials.sqlite").exists():
+                with Run.open(folder) as run:
+                    assert run.experiment == {"dataset": "mnist", "model": "mnist-fc"}

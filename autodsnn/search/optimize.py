@@ -447,7 +447,7 @@ class _Optimizer:
             return
         info = TrialInfo(config=self.default, budget=float(self.exp.max_budget), seed=first.seed)
         self.smac.runhistory.add_running_trial(info)  # registers the config id; re-run on resume if lost
-        self.smac.optimizer.save()
+        self.save_smac()
         self.submit(info)
         self.submit(first)
 
@@ -658,6 +658,7 @@ def _rerun_interrupted(loop: _Optimizer) -> None:
     # A lost row is an attempt without a result (a default whose worker died, a trial abandoned
     # past the deadline): run it again rather than tell SMAC a crash.
     stored = {(r.config_id, r.budget): r for r in loop.run.trials() if r.status is not TrialStatus.LOST}
+    waiting = 0
     for key, value in list(rh.items()):
         if value.status == StatusType.RUNNING:
             config = rh.get_config(key.config_id)
@@ -666,6 +667,11 @@ def _rerun_interrupted(loop: _Optimizer) -> None:
             row = stored.get((key.config_id, budget))
             if row is not None:
                 loop._tell(info, row.result)  # finished but not yet told: tell from the store
+            elif loop.trial_cap_reached():
+                waiting += 1  # stays running in SMAC's state: a later resume with a larger cap runs it
             else:
                 log.info(f"re-running trial (config {key.config_id}, budget {budget:g}) lost by the previous run")
                 loop.submit(info)
+    if waiting:
+        log.info(f"{waiting} trial(s) lost by the previous run not re-run: --trials {loop.exp.trials} caps the run's "
+                 "total (a resume with a larger --trials runs them)")

@@ -84,8 +84,8 @@ def prepare_to_resume(folder: Path, run_dir: Path) -> None:
                     f"being saved?): moved to {aside}; "
                     + (f"restored from the copy kept when the previous resume started ({copy}), and caught up from "
                        "the run's store" if restorable else
-                       "SMAC starts afresh and is caught up from the run's store (every trial kept; Hyperband's "
-                       "brackets start again)"))
+                       "SMAC starts afresh and is caught up from the run's store (every trial kept; its "
+                       "intensifier starts again: Hyperband, new brackets)"))
     if (folder / "runhistory.json").exists():
         _copy_state(folder, copy)
 
