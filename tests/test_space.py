@@ -219,12 +219,12 @@ FORBIDDEN_SPACE = COND_SPACE + """\
   weight_bits: {low: 2, high: 5, type: int, default: 5}
 forbidden:
   - {shift_type: q, rounding: stochastic}
-  - {optimizer: [adam, rmsprop], shift_type: [none, dense]}
+  - {optimizer: [adam, rmsprop], shift_type: [dense]}
   - {weight_bits: 2, shift_type: [ps, q]}
   - {schedule: cosine}
 """
 FORBIDDEN = [{"shift_type": "q", "rounding": "stochastic"},
-             {"optimizer": ["adam", "rmsprop"], "shift_type": ["none", "dense"]},
+             {"optimizer": ["adam", "rmsprop"], "shift_type": ["dense"]},
              {"weight_bits": 2, "shift_type": ["ps", "q"]},
              {"schedule": "cosine"}]
 
@@ -287,3 +287,112 @@ def test_a_conditional_value_is_checked_where_it_is_active(tmp_path):
     path.write_text("hyperparameters:\n  optimizer: {choices: [radam, sgd], default: radam}\n"
                     "  momentum: {low: 0.0, high: 0.95, default: 0.9, when: {optimizer: [sgd]}}\n")
     assert "momentum" in load_space(path, max_layers=3)
+
+
+# --- conditions that can never hold --------------------------------------------------------------
+
+NEVER_BASE = HP + SHIFT + """\
+  optimizer: {choices: [sgd, adam, rmsprop], default: sgd}
+  schedule: {choices: [constant, cosine, step], default: constant}
+  rounding: {choices: [deterministic, stochastic], default: deterministic, when: {shift_type: [q, ps]}}
+"""
+
+
+@pytest.mark.parametrize("child, forbidden, message, fix", [
+    # the README's example before it was mended: the second item is all forbidden
+    ("lr_step: {low: 1, high: 10, type: int, default: 3, when_any: [{schedule: step}, "
+     "{optimizer: adam, shift_type: none}]}", "- {optimizer: [adam, rmsprop], shift_type: [none, dense]}",
+     r"'lr_step', when_any item 2 \{optimizer: \[adam\], shift_type: \[none\]\}: can never hold: forbidden "
+     r"clause 1 forbids every combination it allows", "remove it, or narrow the forbidden clause"),
+    # two clauses together
+    ("lr_step: {low: 1, high: 10, type: int, default: 3, when: {optimizer: [adam, rmsprop]}}",
+     "- {optimizer: adam}\n  - {optimizer: rmsprop, schedule: step}\n"
+     "  - {optimizer: rmsprop, schedule: [constant, cosine]}",
+     r"'lr_step', when \{optimizer: \[adam, rmsprop\]\}: can never hold: forbidden clauses 1, 2, 3 forbid every "
+     r"combination it allows \(lr_step would never be active\)", "change the condition"),
+    # through a hyperparameter the condition does not name: every schedule is forbidden with adam
+    ("lr_step: {low: 1, high: 10, type: int, default: 3, when_any: [{schedule: step}, {optimizer: adam}]}",
+     "- {optimizer: adam, schedule: [constant, cosine, step]}",
+     r"when_any item 2 \{optimizer: \[adam\]\}: can never hold: forbidden clause 1", "narrow the forbidden"),
+    # an item that contradicts the when
+    ("lr_step: {low: 1, high: 10, type: int, default: 3, when: {schedule: step}, "
+     "when_any: [{optimizer: sgd}, {schedule: cosine}]}", "[]",
+     r"when_any item 2 \{schedule: \[cosine\]\}: can never hold: it contradicts when \{schedule: \[step\]\}",
+     "remove the item, or change the when"),
+])
+def test_a_condition_that_can_never_hold_is_refused(tmp_path, child, forbidden, message, fix):
+    path = tmp_path / "never.yaml"
+    path.write_text(NEVER_BASE + f"  {child}\nforbidden:\n  {forbidden}\n" if forbidden != "[]" else
+                    NEVER_BASE + f"  {child}\n")
+    with pytest.raises(SpaceError, match=message) as info:
+        load_space(path, max_layers=3)
+    assert str(info.value).startswith(f"{path}: hyperparameter") and fix in str(info.value)
+
+
+def test_a_clause_over_a_parent_that_can_be_inactive_leaves_the_condition_alive(tmp_path):
+    """rounding is inactive unless shift_type is q or ps, and a clause naming an inactive
+    hyperparameter does not apply: adam with shift_type none or dense meets the item. ConfigSpace's
+    own samples show it."""
+    path = tmp_path / "alive.yaml"
+    path.write_text(NEVER_BASE + "  lr_step: {low: 1, high: 10, type: int, default: 3, when: {optimizer: adam}}\n"
+                    "forbidden:\n  - {optimizer: adam, rounding: [deterministic, stochastic]}\n")
+    configs = [dict(c) for c in load_space(path, max_layers=3, seed=3).sample_configuration(300)]
+    assert any("lr_step" in c for c in configs)
+    assert all(c["shift_type"] in ("none", "dense") for c in configs if "lr_step" in c)
+
+
+def _never_holds_by_brute_force(choices, when, item, forbidden):
+    """Every full assignment of the (unconditioned, categorical) parents: is none of those meeting
+    the condition free of every forbidden clause?"""
+    import itertools
+
+    names = list(choices)
+    for values in itertools.product(*(choices[n] for n in names)):
+        point = dict(zip(names, values))
+        meets = all(point[n] in vs for n, vs in {**when}.items()) and all(point[n] in vs for n, vs in item.items())
+        if meets and not any(all(point[n] in vs for n, vs in c.items()) for c in forbidden):
+            return False
+    return True
+
+
+def test_refusals_agree_with_brute_force_on_random_spaces(tmp_path):
+    """200 random spaces over three categorical parents: a space is refused for a condition that
+    can never hold exactly when brute force over every configuration finds one."""
+    import random
+
+    rng = random.Random(7)
+    choices = {"optimizer": ["sgd", "adam", "rmsprop"], "rounding": ["deterministic", "stochastic"],
+               "schedule": ["constant", "cosine", "step"]}
+    def clause(k, spare_default=False):
+        names = rng.sample(sorted(choices), k)
+        values = {n: rng.sample(choices[n], rng.randint(1, len(choices[n]))) for n in names}
+        if spare_default and names:  # a forbidden default is its own error: leave it out of one value list
+            first = names[0]
+            values[first] = rng.sample(choices[first][1:], rng.randint(1, len(choices[first]) - 1))
+        return values
+
+    def text(c):
+        return "{" + ", ".join(f"{n}: [{', '.join(vs)}]" for n, vs in c.items()) + "}"
+
+    refused = accepted = 0
+    for case in range(200):
+        when = clause(rng.randint(0, 1))
+        items = [clause(rng.randint(1, 2)) for _ in range(rng.randint(0, 2))]
+        forbidden = [clause(rng.randint(1, 2), spare_default=True) for _ in range(rng.randint(1, 3))]
+        if not when and not items:
+            continue
+        entry = "{low: 1, high: 10, type: int, default: 3" + (f", when: {text(when)}" if when else "") + \
+            (f", when_any: [{', '.join(text(i) for i in items)}]" if items else "") + "}"
+        path = tmp_path / f"space{case}.yaml"
+        path.write_text(HP + "".join(f"  {n}: {{choices: [{', '.join(vs)}], default: {vs[0]}}}\n"
+                                     for n, vs in choices.items())
+                        + f"  lr_step: {entry}\nforbidden:\n" + "".join(f"  - {text(c)}\n" for c in forbidden))
+        never = any(_never_holds_by_brute_force(choices, when, item, forbidden) for item in (items or [{}]))
+        if never:
+            with pytest.raises(SpaceError, match="can never hold"):
+                load_space(path, max_layers=3)
+            refused += 1
+        else:
+            load_space(path, max_layers=3)
+            accepted += 1
+    assert refused >= 20 and accepted >= 20, (refused, accepted)  # both sides exercised

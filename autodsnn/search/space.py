@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -396,6 +397,30 @@ class _Checker:
                                   for i, item in enumerate(raw)]
         self.cycles()
 
+    def conditions_can_hold(self, forbidden: list[dict[str, list[Any]]]) -> None:
+        """Fail on a condition (``when``, or one ``when_any`` item with ``when``) that no
+        configuration can meet: it contradicts ``when``, or the forbidden clauses forbid every
+        configuration it allows (a parent's own condition is not followed further, so a condition
+        reported can truly never hold; a rarer impossibility may pass unreported)."""
+        for name, p in self.params.items():
+            if not p.when and not p.when_any:
+                continue
+            for i, item in enumerate(p.when_any or [{}]):
+                where = (f"hyperparameter {name!r}, when_any item {i + 1} {_show(item)}" if p.when_any
+                         else f"hyperparameter {name!r}, when {_show(p.when)}")
+                merged = _both(p.when, item)
+                if merged is None:
+                    self.fail(where, f"can never hold: it contradicts when {_show(p.when)}",
+                              "remove the item, or change the when")
+                blockers = _forbidding_all(merged, forbidden, self.params)
+                if blockers:
+                    never = f" ({name} would never be active)" if len(p.when_any) <= 1 else ""
+                    self.fail(where, f"can never hold: forbidden clause{'s' if len(blockers) > 1 else ''} "
+                              f"{', '.join(str(b + 1) for b in blockers)} forbid{'' if len(blockers) > 1 else 's'} "
+                              f"every combination it allows{never}",
+                              "remove it, or narrow the forbidden clause" if p.when_any else
+                              "change the condition, or narrow the forbidden clause")
+
     def cycles(self) -> None:
         parents = {n: set(p.when).union(*p.when_any) for n, p in self.params.items()}
         state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -426,6 +451,51 @@ class _Checker:
 
 
 # ------------------------------------------------------------------------------------- building
+
+def _both(when: dict[str, list[Any]], item: dict[str, list[Any]]) -> dict[str, list[Any]] | None:
+    """The condition ``when`` AND ``item``, one value list per parent; None if they contradict."""
+    merged = dict(when)
+    for parent, values in item.items():
+        if parent in merged:
+            values = [v for v in merged[parent] if v in values]
+            if not values:
+                return None
+        merged[parent] = values
+    return merged
+
+
+_ANY_OTHER = object()  # a value no forbidden clause names: inactive, or an unnamed number
+
+
+def _forbidding_all(condition: dict[str, list[Any]], forbidden: list[dict[str, list[Any]]],
+                    params: Mapping[str, _Param], limit: int = 100_000) -> list[int]:
+    """Indices of the forbidden clauses that, together, forbid every configuration meeting
+    ``condition``; empty when one is allowed (or when more than ``limit`` combinations would need
+    checking). Brute force over the values that matter: the condition's own, and for every other
+    hyperparameter a clause names, its choices, plus "something else" where it can be inactive or
+    take a value no clause names (which escapes every clause naming it)."""
+    domains: dict[str, list[Any]] = dict(condition)
+    for clause in forbidden:
+        for name in clause:
+            if name in domains:
+                continue
+            p = params[name]
+            named = {v for c in forbidden for v in c.get(name, [])}
+            values = list(p.choices) if p.choices is not None else sorted(named)
+            escapes = p.choices is None or bool(p.when or p.when_any)
+            domains[name] = values + ([_ANY_OTHER] if escapes else [])
+    if math.prod(len(v) for v in domains.values()) > limit:
+        return []
+    names = list(domains)
+    used: set[int] = set()
+    for values in itertools.product(*(domains[n] for n in names)):
+        point = dict(zip(names, values))
+        hit = next((i for i, c in enumerate(forbidden) if all(point[n] in vs for n, vs in c.items())), None)
+        if hit is None:
+            return []
+        used.add(hit)
+    return sorted(used)
+
 
 def _condition(child: Any, parent: Any, values: list[Any]) -> Any:
     # Always InCondition, as before multi-parent conditions: a saved run's space (SMAC compares it on
@@ -514,6 +584,7 @@ def build_space(spec: Mapping[str, Any], *, max_layers: int, seed: int = 0,
         check.params[name] = check.param(name, entry)
     check.conditions(entries)
     forbidden = check.forbidden(spec.get("forbidden"))
+    check.conditions_can_hold(forbidden)
 
     cs = ConfigurationSpace(name=str(spec.get("name", "space")), seed=seed)
     hps = {}
