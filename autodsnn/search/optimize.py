@@ -116,14 +116,15 @@ class _Optimizer:
 
     def __init__(self, experiment: Experiment, run: Run, facade: Any, client: Any, slots: int, threads: int,
                  deadline: float, elapsed_before: float, trial_fn: TrialFunction = run_trial_task,
-                 checkpoints: CheckpointStore | None = None, transport: str = "shared") -> None:
+                 checkpoints: CheckpointStore | None = None, transport: str = "shared",
+                 started: float | None = None) -> None:
         self.exp, self.run, self.smac, self.client = experiment, run, facade, client
         self.checkpoints = checkpoints or CheckpointStore(run.path / "checkpoints")
         self.transport = transport
         self.trial_fn = trial_fn
         self.slots, self.threads, self.deadline = slots, threads, deadline
         self.elapsed_before = elapsed_before
-        self.started = time.time()
+        self.started = time.time() if started is None else started  # the run's wall clock counts from here
         self.pending: dict[Any, _Pending] = {}
         self.finished: dict[tuple[int, float], TrialResult] = {}
         self.finished_waiters: dict[tuple[int, float], list[Any]] = {}
@@ -539,6 +540,9 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
         checkpoints = CheckpointStore(experiment.checkpoint_store or run_dir / "checkpoints")
     except ValueError as exc:
         raise ExperimentError(str(exc)) from None
+    # The wall clock counts from here: starting the cluster and SMAC is the run's time too (else
+    # every resume after a kill hands those seconds back to the budget).
+    started = time.time()
     if resume:
         run = Run.open(run_dir)
         saved = Experiment.from_dict(run.experiment)
@@ -561,7 +565,7 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
         run.close()
         raise OptimizeError(f"the run's budget of {experiment.budget:.0f}s is used up: "
                             "pass a larger --budget to continue")
-    deadline = time.time() + remaining
+    deadline = started + remaining
     own_client = client is None
     cluster = None
     # Dask's nanny writes its pre-spawn environ (OMP_NUM_THREADS=1, ...) into this process at
@@ -576,7 +580,7 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
             set_parallel_trials(facade, slots)
             transport = choose_transport(experiment.checkpoint_store, own_local_cluster=cluster is not None)
             loop = _Optimizer(experiment, run, facade, client, slots, threads, deadline, elapsed_before, trial_fn,
-                              checkpoints, transport)
+                              checkpoints, transport, started=started)
             log.info(f"optimizing {experiment.model} on {experiment.dataset}: space {experiment.space} "
                      f"({len(list(space.values()))} hyperparameters, shift depth up to {max_layers}), objectives "
                      f"{', '.join(f'log {o}' if o in experiment.log_objectives else o for o in experiment.objectives)}"
