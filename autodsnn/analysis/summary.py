@@ -25,6 +25,7 @@ class RunSummary:
     stopped: str = ""
     spent: Footprint | None = None    # what all the run's trials cost
     strategy: str = ""                # the search strategy and space, e.g. "smac over small"
+    default_state: str = ""           # where the default stands when it is not on the front's budget
 
     @property
     def highest_budget(self) -> float | None:
@@ -50,6 +51,8 @@ class RunSummary:
             lines.append(footprint_text(self.spent))
         if self.info is None:
             lines.append("no trial finished: no Pareto front")
+            if self.default_state:
+                lines.append(self.default_state)
             return "\n".join(lines)
         lines.append(f"Pareto front at the highest budget reached ({self.highest_budget:g} epochs):")
         for index, row in zip(self.info.front_indices, self.front):
@@ -64,6 +67,8 @@ class RunSummary:
             within = sum(c["within_noise"] for c in others)
             lines.append(f"{dominating} front configuration(s) dominate the default beyond the measured noise"
                          + (f"; {within} within noise of it" if within else ""))
+        elif self.default_state:
+            lines.append(self.default_state)
         return "\n".join(lines)
 
     def _values(self, row: TrialRow) -> str:
@@ -99,7 +104,27 @@ def summarize(run: Run, objectives: Sequence[str] | None = None, stopped: str = 
     every = info.all_trials if info is not None else run.trials()
     exp = run.experiment
     strategy = f"{exp.get('optimizer', 'smac')} over {exp.get('space', '?')}" if exp else ""
-    return RunSummary(run.path, objectives, counts, elapsed, info, stopped, footprint(every), strategy)
+    default_state = "" if info is not None and info.default_index is not None else \
+        _default_state(every, exp.get("max_budget"), objectives)
+    return RunSummary(run.path, objectives, counts, elapsed, info, stopped, footprint(every), strategy, default_state)
+
+
+def _default_state(trials: Sequence[TrialRow], top: float | None, objectives: Sequence[str]) -> str:
+    """Why the default DSNN is not compared with the front: not finished at the top budget yet,
+    its last attempt there ended otherwise, or it has no value for an objective."""
+    at_top = [t for t in trials if t.is_default and (top is None or t.budget == float(top))]
+    if not at_top:
+        where = "" if top is None else f" at the top budget ({float(top):g} epochs)"
+        return (f"default configuration: no result{where} yet (it runs first; a run stopped before it "
+                "finished runs it on --resume): no comparison with it")
+    last = at_top[-1]
+    if last.status is TrialStatus.OK:
+        missing = [o for o in objectives if o not in last.objectives]
+        return "" if not missing else (f"default configuration: trial {last.trial_id} has no "
+                                       f"{', '.join(missing)} value: no comparison with it")
+    reason = f" ({last.reason})" if last.reason else ""
+    return (f"default configuration: its last attempt at {last.budget:g} epochs (trial {last.trial_id}) was "
+            f"{last.status.value}{reason}: no comparison with it")
 
 
 def footprint_text(spent: Footprint) -> str:
