@@ -154,3 +154,26 @@ def test_search_trials_validate_once_and_it_does_not_split_checkpoints():
     assert task.validate_each_epoch is False
     hp = HParams.from_dict({"shift_type": "q"})
     assert config_key(hp, task) == config_key(hp, Task(**{**task.to_dict(), "validate_each_epoch": True}))
+
+
+@pytest.mark.parametrize("damage", ["cut off", "empty", "missing"])
+def test_a_checkpoint_that_cannot_be_read_is_trained_from_scratch_with_a_note(tmp_path, damage):
+    """A damaged lower-budget checkpoint (a disk fault, a file written in place by an older version)
+    fails neither the promotion nor the run: the trial trains its whole budget and says why."""
+    hp = {"shift_type": "ps", "optimizer": "sgd", "lr": 0.05}
+    task = Task(dataset="mnist", model="mnist-fc", train_subset=0.02, val_fraction=0.05, measure_inference=False)
+    train_trial(hp, 1.0, task=task, checkpoint_path=tmp_path / "low.pt")
+    low = tmp_path / "low.pt"
+    if damage == "missing":
+        low.unlink()
+    else:
+        low.write_bytes(low.read_bytes()[: low.stat().st_size // 2] if damage == "cut off" else b"")
+    result = train_trial(hp, 2.0, task=task, resume_from=low)
+    assert result.status == "ok" and result.resumed_from_epochs == 0 and result.epochs_done == 2.0
+    assert len(result.notes) == 1 and result.notes[0].startswith(f"checkpoint {low} cannot be read")
+    assert result.notes[0].endswith("trained from scratch")
+    assert result.energy_kwh_total == result.energy_kwh  # no prior energy claimed
+    # a readable checkpoint of another configuration is still an error, not silently ignored
+    train_trial(hp, 1.0, task=task, checkpoint_path=low)
+    other = train_trial({**hp, "lr": 0.01}, 2.0, task=task, resume_from=low)
+    assert other.status == "failed" and "another configuration" in other.reason and not other.notes

@@ -304,6 +304,8 @@ class _Optimizer:
                                 seed=int(self.exp.seed), result=result, is_default=pending.is_default,
                                 started_at=pending.started, **row)
         self.status_counts[result.status] += 1
+        for note in result.notes:
+            log.warning(f"trial {trial_id} (config {pending.config_id}, budget {pending.budget:g}): {note}")
         if result.wall_time and result.status is not TrialStatus.LOST:
             self.recent_walls.append(float(result.wall_time))
         try:  # a copy for reading by eye: the store is the record

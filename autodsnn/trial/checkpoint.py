@@ -34,8 +34,17 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     return path
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """A checkpoint file that cannot be loaded at all (cut off, emptied, missing): a trial that
+    was to continue it trains from scratch instead."""
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises EOFError, RuntimeError, UnpicklingError, OSError...
+        raise UnreadableCheckpointError(f"checkpoint {path} cannot be read ({type(exc).__name__}: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else 'empty'})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not an autodsnn trial checkpoint")
     return ckpt

@@ -87,6 +87,7 @@ class TrialResult:
     threads: int | None = None
     traceback: str | None = None         # of a failed trial
     resumed_from: str | None = None      # the lower-budget checkpoint this trial continued (run folder or URL)
+    notes: list[str] = field(default_factory=list)  # what the trial worked around (the driver logs them)
     # The checkpoint itself, on its way from a remote worker to the driver (checkpoint_via="dask");
     # the driver writes it into the run and drops it: never stored, never in to_dict().
     checkpoint_blob: bytes | None = field(default=None, repr=False, metadata={"transient": True})

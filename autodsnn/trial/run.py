@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import torch
 
 from ..shift import export
-from .checkpoint import restore_checkpoint, save_checkpoint
+from .checkpoint import UnreadableCheckpointError, restore_checkpoint, save_checkpoint
 from .energy import EnergyMeter
 from .hparams import HParams, HParamsError, Task
 from .loop import DivergedError, evaluate
@@ -58,8 +58,11 @@ def train_trial(config: HParams | Mapping[str, Any], budget: float, *, task: Tas
         optimizer = make_optimizer(hparams, model)
         epochs_done = 0.0
         if resume_from is not None:
-            epochs_done, prior_energy = restore_checkpoint(resume_from, model, optimizer, hparams, task, budget)
-            result.resumed_from_epochs = epochs_done
+            try:
+                epochs_done, prior_energy = restore_checkpoint(resume_from, model, optimizer, hparams, task, budget)
+                result.resumed_from_epochs = epochs_done
+            except UnreadableCheckpointError as exc:  # a damaged file is no reason to fail the trial
+                result.notes.append(f"{exc}: trained from scratch")
 
         with meter:
             progress = run_epochs(model, optimizer, train, hparams, generator=shuffle, seed=seed, start=epochs_done,
