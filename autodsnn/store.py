@@ -110,10 +110,12 @@ class Run:
 
     # --- opening ------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, experiment: dict[str, Any], *, exist_ok: bool = False) -> "Run":
-        """A new run in ``path``: its database appears whole (schema, experiment, times) or not at
-        all, whenever the process is killed. A record a kill left half made (no experiment, no
-        trials: older versions built it in steps) is taken over."""
+    def create(cls, path: str | Path, experiment: dict[str, Any], *, exist_ok: bool = False,
+               files: dict[str, str] | None = None) -> "Run":
+        """A new run in ``path``: ``files`` (name -> text, e.g. the space copy) first, then its
+        database, which appears whole (schema, experiment, times) or not at all, whenever the
+        process is killed; so a run that exists has its files. A record a kill left half made (no
+        experiment, no trials: older versions built it in steps) is taken over."""
         path = Path(path)
         db = path / DATABASE
         if db.exists() and not exist_ok:
@@ -127,6 +129,8 @@ class Run:
                                  "or choose another --run-dir")
         for sub in ("smac", "checkpoints", "logs"):
             (path / sub).mkdir(parents=True, exist_ok=True)
+        for name, text in (files or {}).items():
+            write_atomically(path / name, text)
         if not db.exists():
             with replaced_atomically(db) as tmp:  # built under another name, renamed whole
                 conn = cls._connect(tmp, wal=False)  # no -wal file to leave beside the temporary name

@@ -409,6 +409,18 @@ def test_resume_searches_the_space_the_run_started_in(tmp_path, monkeypatch):
     assert len(rows(tmp_path / "run")) == 3  # nothing lost, nothing run
     with Run.open(tmp_path / "run") as run:
         assert run.experiment["trials"] == 3  # the refused resume left the saved settings alone
+    # A run without its copy (made before copies were kept) is checked against the space SMAC
+    # saved: refused in one line, where SMAC would have stopped to ask on the terminal
+    (tmp_path / "run" / "space.yaml").unlink()
+    with pytest.raises(ExperimentError, match=r"the search space differs from the one the run started with "
+                                              r"\(saved in .*configspace.json\): restore the space file"):
+        optimize(saved.replace(trials=4, budget=240), tmp_path / "run", resume=True)
+    assert len(rows(tmp_path / "run")) == 3
+    with Run.open(tmp_path / "run") as run:
+        assert run.experiment["trials"] == 3
+    space.write_text(space.read_text().replace("high: 0.5", "high: 0.05"))  # restored: the resume runs
+    optimize(saved.replace(trials=4, budget=240), tmp_path / "run", resume=True)
+    assert len(rows(tmp_path / "run")) == 4 and (tmp_path / "run" / "space.yaml").read_text() == space.read_text()
 
 
 @pytest.mark.parametrize("min_budget, optimizer, warns", [(1, "smac", True), (1, "hyperband", True),

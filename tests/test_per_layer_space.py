@@ -55,6 +55,18 @@ def test_generated_space_has_a_type_per_group_and_bits_only_when_shifted(tmp_pat
         assert sorted(designs) == sorted(groups)
 
 
+def test_a_forbidden_clause_keeps_a_group_float(tmp_path):
+    """Forbidding every shifted type of a group pins it to float: its generated bits can never be
+    active, which is the point, not a condition the user wrote and must be told to change."""
+    text = ("per_layer: {granularity: stage, types: [none, q, ps, dense], bits: [2, 5], default: none}\n"
+            "hyperparameters:\n  lr: {low: 0.001, high: 0.1, log: true, default: 0.01}\n"
+            "forbidden:\n  - {type:conv1: [q, ps, dense]}\n  - {type:fc: [q, ps, dense]}\n")
+    cs, _ = _space(tmp_path, "resnet20", (3, 32, 32), "stage", text)
+    configs = [dict(c) for c in cs.sample_configuration(50)]
+    assert all(c["type:conv1"] == "none" and c["type:fc"] == "none" and "bits:conv1" not in c for c in configs)
+    assert {c["type:layer2"] for c in configs} == {"none", "q", "ps", "dense"}
+
+
 def test_a_mixed_configuration_converts_exactly_its_shifted_groups(tmp_path):
     cs, layers = _space(tmp_path, "resnet20", (3, 32, 32), "stage")
     values = {"lr": 0.01, "type:conv1": "none", "type:layer1": "q", "bits:layer1": 3, "type:layer2": "none",

@@ -131,7 +131,7 @@ root = Path(sys.argv[1])
 print("ready", flush=True)
 i = 0
 while True:
-    Run.create(root / f"run{i}", {"dataset": "mnist", "model": "mnist-fc"}).close()
+    Run.create(root / f"run{i}", {"dataset": "mnist", "model": "mnist-fc"}, files={"space.yaml": "x: 1"}).close()
     i += 1
 """
 
@@ -161,3 +161,4 @@ def test_a_sigkill_while_runs_are_created_leaves_each_whole_or_absent(tmp_path):
             if (folder / "trials.sqlite").exists():
                 with Run.open(folder) as run:
                     assert run.experiment == {"dataset": "mnist", "model": "mnist-fc"}
+                assert (folder / "space.yaml").read_text() == "x: 1"  # a run that exists has its files

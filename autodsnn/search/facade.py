@@ -19,7 +19,7 @@ from typing import Any
 
 from ..atomic import write_atomically
 from ..trial.objectives import crash_costs
-from .experiment import Experiment
+from .experiment import Experiment, ExperimentError
 from .smac_state import prepare_to_resume
 
 
@@ -42,6 +42,7 @@ def build_facade(experiment: Experiment, space: Any, run_dir: Path, *, overwrite
                         seed=int(experiment.seed))
     if not overwrite:
         prepare_to_resume(Path(scenario.output_directory), run_dir)
+        _refuse_another_space(Path(scenario.output_directory), space, run_dir)
         _adopt_folder(scenario)
     default = space.get_default_configuration()
     kwargs: dict[str, Any] = {"overwrite": overwrite, "logging_level": logging.ERROR}
@@ -285,6 +286,18 @@ def _adopt_folder(scenario: Any) -> None:
     if data.get("output_directory") != str(scenario.output_directory):
         data["output_directory"] = str(scenario.output_directory)
         write_atomically(saved, json.dumps(data, indent=2))
+
+
+def _refuse_another_space(folder: Path, space: Any, run_dir: Path) -> None:
+    """A resume must search the space SMAC saved: SMAC would otherwise stop to ask on the terminal
+    whether to overwrite the run (and crash without one)."""
+    from ConfigSpace import ConfigurationSpace
+
+    saved = folder / "configspace.json"
+    if saved.exists() and ConfigurationSpace.from_json(saved) != space:
+        raise ExperimentError(f"--resume {run_dir}: the search space differs from the one the run started with "
+                              f"(saved in {saved}): restore the space file as it was, or start a new run for the "
+                              "new space")
 
 
 def _smac_target(config: Any, seed: int = 0, budget: float = 0.0) -> float:

@@ -554,13 +554,21 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
                                   f"({getattr(saved, diff[0])!r} vs {getattr(experiment, diff[0])!r}); only "
                                   f"{', '.join(Experiment.RESUMABLE)} may change on resume")
         max_layers, space = _check_experiment(experiment, _space_to_resume(run_dir, experiment))
-        run.set_meta("experiment", experiment.to_dict())
     else:
         max_layers, space = _check_experiment(experiment)  # before the run directory exists
-        run = Run.create(run_dir, experiment.to_dict())
-        _keep_space(run_dir, experiment)
+        # the space copy first, then the run's database: a run that exists has its copy
+        run = Run.create(run_dir, experiment.to_dict(),
+                         files={SPACE_COPY: space_path(experiment.space).read_text()})
     checkpoints.prepare()
-    facade = build_facade(experiment, space, run_dir, overwrite=not resume)
+    try:
+        facade = build_facade(experiment, space, run_dir, overwrite=not resume)
+    except AutoDSNNError:
+        run.close()
+        raise
+    if resume:  # the settings a resume may change, saved once SMAC accepted the run
+        run.set_meta("experiment", experiment.to_dict())
+        if not (run_dir / SPACE_COPY).exists():  # a run from before the copy: the space SMAC checked is the run's
+            _keep_space(run_dir, experiment)
     elapsed_before = float(run.meta("elapsed_seconds") or 0.0)
     remaining = (experiment.budget - elapsed_before) if experiment.budget else math.inf
     if remaining <= 0:

@@ -403,7 +403,9 @@ class _Checker:
         configuration it allows (a parent's own condition is not followed further, so a condition
         reported can truly never hold; a rarer impossibility may pass unreported)."""
         for name, p in self.params.items():
-            if not p.when and not p.when_any:
+            if (not p.when and not p.when_any) or name.startswith(LAYER_BITS_KEY):
+                # a per_layer group's bits follow its type, a condition the user did not write: a
+                # clause pinning the group to float (`{type:conv1: [q, ps]}`) is how one keeps it float
                 continue
             for i, item in enumerate(p.when_any or [{}]):
                 where = (f"hyperparameter {name!r}, when_any item {i + 1} {_show(item)}" if p.when_any
