@@ -396,3 +396,24 @@ def test_refusals_agree_with_brute_force_on_random_spaces(tmp_path):
             load_space(path, max_layers=3)
             accepted += 1
     assert refused >= 20 and accepted >= 20, (refused, accepted)  # both sides exercised
+
+
+@pytest.mark.parametrize("pinned, refused", [(3, False), (5, True), (8, True)])
+def test_clauses_that_leave_too_few_configurations_are_refused_not_sampled_forever(tmp_path, pinned, refused):
+    """Each clause pins one group of four equally likely types: 4**-pinned of the configurations
+    stay allowed (1/64 loads; 1/1024 and 1/65536 are refused at once, where ConfigSpace's rejection
+    sampling took minutes)."""
+    layers = [f"block{i}" for i in range(8)]
+    path = tmp_path / "pinned.yaml"
+    path.write_text("per_layer: {granularity: layer, types: [none, q, ps, dense], bits: [2, 5], default: dense}\n"
+                    "hyperparameters:\n  lr: {low: 0.001, high: 0.1, log: true, default: 0.01}\nforbidden:\n"
+                    + "".join(f"  - {{type:{g}: [none, q, ps]}}\n" for g in layers[:pinned]))
+    if not refused:
+        configs = [dict(c) for c in load_space(path, max_layers=8, layers=layers).sample_configuration(20)]
+        assert all(c[f"type:{g}"] == "dense" for c in configs for g in layers[:pinned])
+        return
+    with pytest.raises(SpaceError, match=r"pinned.yaml: forbidden: the clauses forbid all but (\d+) of 4000 random "
+                                         r"configurations .*: forbid fewer combinations") as info:
+        load_space(path, max_layers=8, layers=layers)
+    kept = int(str(info.value).split("all but ")[1].split(" ")[0])
+    assert kept <= 4000 * 4.0 ** -pinned * 3 + 3  # about the exact share, far below 1 in 500

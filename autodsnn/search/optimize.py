@@ -656,7 +656,7 @@ def _catch_up_with_store(loop: _Optimizer) -> None:
         caught_up += 1
         renumbered += rh.get_config_id(config) != config_id
     if caught_up:
-        log.info(f"caught SMAC up on {caught_up} trial(s) it had not saved before the interruption")
+        log.info(f"caught SMAC up from the store on {caught_up} trial(s) its saved state lacked")
     if renumbered:
         log.warning(f"{renumbered} configuration(s) got new SMAC ids on resume: their stored trials keep the old "
                     "ones, and their promotions train from scratch")
