@@ -131,6 +131,8 @@ class Run:
             (path / sub).mkdir(parents=True, exist_ok=True)
         for name, text in (files or {}).items():
             write_atomically(path / name, text)
+        for leftover in path.glob(f".{Path(DATABASE).stem}.*.tmp*"):  # of a create killed before its rename
+            leftover.unlink(missing_ok=True)
         if not db.exists():
             with replaced_atomically(db) as tmp:  # built under another name, renamed whole
                 conn = cls._connect(tmp, wal=False)  # no -wal file to leave beside the temporary name
