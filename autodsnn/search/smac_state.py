@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # What SMAC 2.4 writes to its output directory and reads back on a resume.
 STATE_FILES = ("scenario.json", "configspace.json", "runhistory.json", "intensifier.json", "optimization.json")
+WHOLE_COPY = "smac-whole"  # in the run folder: the whole state as the last resume found it
 
 
 def save_smac_state(facade: Any) -> None:
@@ -86,11 +87,9 @@ def prepare_to_resume(folder: Path, run_dir: Path) -> None:
                        "the run's store" if restorable else
                        "SMAC starts afresh and is caught up from the run's store (every trial kept; its "
                        "intensifier starts again: Hyperband, new brackets)"))
+        return  # the copy already holds the restored state, or there is no state left to keep
     if (folder / "runhistory.json").exists():
         _copy_state(folder, copy)
-
-
-WHOLE_COPY = "smac-whole"
 
 
 def _copy_state(source: Path, target: Path) -> None:
