@@ -42,6 +42,13 @@ def replaced_atomically(path: str | os.PathLike, *, durable: bool = True) -> Ite
         tmp.unlink(missing_ok=True)
 
 
+def leftover_temporary_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of :func:`replaced_atomically` for ``path`` that a killed writer left
+    beside it (a writer that is still running would own one too: call this when none can be)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"))
+
+
 def write_atomically(path: str | os.PathLike, data: str | bytes, *, durable: bool = True) -> None:
     """Write ``data`` (text as UTF-8) to ``path`` through :func:`replaced_atomically`."""
     with replaced_atomically(path, durable=durable) as tmp:

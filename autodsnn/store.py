@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .atomic import replaced_atomically, write_atomically
+from .atomic import leftover_temporary_files, replaced_atomically, write_atomically
 from .errors import AutoDSNNError
 from .trial.objectives import OBJECTIVES, all_objective_values
 from .trial.records import TRANSIENT_FIELDS, TrialResult, TrialStatus
@@ -131,8 +131,9 @@ class Run:
             (path / sub).mkdir(parents=True, exist_ok=True)
         for name, text in (files or {}).items():
             write_atomically(path / name, text)
-        for leftover in path.glob(f".{Path(DATABASE).stem}.*.tmp*"):  # of a create killed before its rename
+        for leftover in leftover_temporary_files(db):  # of a create killed before its rename
             leftover.unlink(missing_ok=True)
+            leftover.with_name(leftover.name + "-journal").unlink(missing_ok=True)
         if not db.exists():
             with replaced_atomically(db) as tmp:  # built under another name, renamed whole
                 conn = cls._connect(tmp, wal=False)  # no -wal file to leave beside the temporary name

@@ -81,6 +81,7 @@ def test_a_create_that_dies_before_its_database_is_in_place_leaves_no_run(tmp_pa
     with pytest.raises(StoreError, match="no trials.sqlite"):
         Run.open(tmp_path / "run")
     (tmp_path / "run" / ".trials.123-456.tmp.sqlite").write_bytes(b"half")  # as a kill leaves it
+    (tmp_path / "run" / ".trials.123-456.tmp.sqlite-journal").write_bytes(b"half")
     with Run.create(tmp_path / "run", EXPERIMENT) as run:  # starting again just works
         assert run.experiment == EXPERIMENT
     assert not list((tmp_path / "run").glob(".trials.*"))  # and clears what the killed create left

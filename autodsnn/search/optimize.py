@@ -490,8 +490,8 @@ class _Optimizer:
 SPACE_COPY = "space.yaml"
 
 
-def _keep_space(run_dir: Path, experiment: Experiment) -> None:
-    write_atomically(run_dir / SPACE_COPY, space_path(experiment.space).read_text())
+def _space_text(experiment: Experiment) -> str:
+    return space_path(experiment.space).read_text()
 
 
 def _space_to_resume(run_dir: Path, experiment: Experiment) -> str:
@@ -557,8 +557,7 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     else:
         max_layers, space = _check_experiment(experiment)  # before the run directory exists
         # the space copy first, then the run's database: a run that exists has its copy
-        run = Run.create(run_dir, experiment.to_dict(),
-                         files={SPACE_COPY: space_path(experiment.space).read_text()})
+        run = Run.create(run_dir, experiment.to_dict(), files={SPACE_COPY: _space_text(experiment)})
     checkpoints.prepare()
     try:
         facade = build_facade(experiment, space, run_dir, overwrite=not resume)
@@ -568,7 +567,7 @@ def optimize(experiment: Experiment, run_dir: str | Path, *, resume: bool = Fals
     if resume:  # the settings a resume may change, saved once SMAC accepted the run
         run.set_meta("experiment", experiment.to_dict())
         if not (run_dir / SPACE_COPY).exists():  # a run from before the copy: the space SMAC checked is the run's
-            _keep_space(run_dir, experiment)
+            write_atomically(run_dir / SPACE_COPY, _space_text(experiment))
     elapsed_before = float(run.meta("elapsed_seconds") or 0.0)
     remaining = (experiment.budget - elapsed_before) if experiment.budget else math.inf
     if remaining <= 0:
